@@ -1,0 +1,91 @@
+// The op set the models need, once per device kind.
+//
+// Models are written once against this interface; a backend owns a device, its allocator and its stream.
+// Every op validates its arguments and throws paradit::Error (kInvalidArgument) on a mismatch, naming the
+// op and the shapes. Outputs are passed in (preallocated, possibly strided views into bigger buffers), so the
+// model decides the memory layout and ops can write straight into the slices that the next op reads: the
+// joint text+image QKV buffer, the [attention | MLP] concatenation of a single-stream block.
+//
+// Layout conventions: the last dimension of every tensor is contiguous; other strides are free unless an op
+// says otherwise. Activations and weights are in compute_dtype() (f32 on CPU, bf16 on CUDA); softmax
+// statistics, RoPE tables and norms' accumulations are f32.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "paradit/core/tensor.h"
+
+namespace paradit {
+
+enum class Epilogue {
+  kNone,
+  kGeluTanh,  // GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string name() const = 0;  // "cpu (8 threads)", "cuda:0 NVIDIA H100 80GB HBM3"
+  virtual Device device() const = 0;
+  virtual DType compute_dtype() const = 0;
+  virtual Allocator& allocator() = 0;
+
+  Tensor empty(const Shape& shape, DType dtype) { return Tensor::empty(shape, dtype, allocator()); }
+  Tensor empty(const Shape& shape) { return empty(shape, compute_dtype()); }
+  // A device copy of a host tensor, converted to dtype.
+  Tensor upload(const Tensor& host, DType dtype);
+  // A contiguous host copy of a tensor of this backend, converted to f32.
+  Tensor download_f32(const Tensor& t);
+
+  // Blocks until all queued work has finished; reports any asynchronous device error.
+  virtual void synchronize() = 0;
+
+  // dst = src elementwise: same shape, any strides, any dtypes (converted). Either side may be a host tensor
+  // (the other on this backend's device); a host side must then be contiguous.
+  virtual void copy(const Tensor& dst, const Tensor& src) = 0;
+  virtual void fill(const Tensor& dst, float value) = 0;
+
+  // y = ep(x·wᵀ + bias).  x [B, S, K] (or [M, K]); w [N, K] contiguous; bias [N] or undefined; y [B, S, N].
+  virtual void linear(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, Epilogue ep) = 0;
+
+  // residual += gate ⊙ (x·wᵀ + bias).  residual [B, S, N]; x [B, S, K]; gate [B, N] (the adaLN gate).
+  virtual void linear_gated_residual(const Tensor& residual, const Tensor& x, const Tensor& w, const Tensor& bias,
+                                     const Tensor& gate) = 0;
+
+  // y = LN(x)·(1 + scale) + shift: LayerNorm over the last dim without affine, then adaLN modulation.
+  // x, y [B, S, D]; shift, scale [B, D], or both undefined for a plain LayerNorm.
+  virtual void layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale,
+                                   float eps) = 0;
+
+  // y = RMSNorm(x)·weight over the last dim, then — if cos and sin are defined — RoPE on interleaved pairs:
+  // y[2k] = a·cos[2k] − b·sin[2k], y[2k+1] = b·cos[2k+1] + a·sin[2k+1] with (a, b) = normed (x[2k], x[2k+1]).
+  // x, y [B, S, H, d] (y may alias x); weight [d]; cos, sin f32 [S, d].
+  virtual void rms_norm_rope(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& cos,
+                             const Tensor& sin, float eps) = 0;
+
+  // out = softmax(scale·q·kᵀ)·v, no mask.  q [B, Sq, H, d]; k, v [B, Skv, H, d]; out [B, Sq, H, d].
+  // lse, if defined: f32 [B, H, Sq], lse = log Σ_j exp(scale·q·k_j) — what Ring attention merges with.
+  virtual void attention(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                         float scale) = 0;
+
+  // Elementwise; y may alias an input. Shapes equal.
+  virtual void silu(const Tensor& y, const Tensor& x) = 0;
+  virtual void gelu_tanh(const Tensor& y, const Tensor& x) = 0;
+  virtual void add(const Tensor& y, const Tensor& a, const Tensor& b) = 0;
+  // x += gate ⊙ y.  x, y [B, S, D]; gate [B, D] broadcast over S.
+  virtual void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate) = 0;
+};
+
+// fp32 reference backend; threads = 0 uses every core.
+std::unique_ptr<Backend> create_cpu_backend(int threads = 0);
+
+// bf16 backend on GPU `index`. Throws Error(kUnavailable) with the reason when this build has no CUDA, the
+// machine has no GPU, or the driver is too old.
+std::unique_ptr<Backend> create_cuda_backend(int index = 0);
+
+// Number of usable GPUs (0 without CUDA or driver); *why says what is missing when 0.
+int cuda_device_count(std::string* why = nullptr);
+
+}  // namespace paradit

@@ -1,0 +1,100 @@
+#include "test_util.h"
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+namespace paradit::test {
+
+Tensor random_host(const Shape& shape, uint64_t seed, float stddev) {
+  Tensor t = Tensor::empty(shape, DType::kF32, cpu_allocator());
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> dist(0.0f, stddev);
+  float* p = t.data_as<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    float v = dist(rng);
+    p[i] = v == 0.0f ? stddev * 1e-3f : v;
+  }
+  return t;
+}
+
+Tensor poisoned_host(const Shape& shape) {
+  Tensor t = Tensor::empty(shape, DType::kF32, cpu_allocator());
+  float* p = t.data_as<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = std::numeric_limits<float>::quiet_NaN();
+  return t;
+}
+
+namespace {
+// Visits every element of a host tensor in row-major order, giving its value as f32.
+template <typename Fn>
+void for_each_f32(const Tensor& t, Fn&& fn) {
+  const int n = t.dim();
+  std::vector<int64_t> idx(n, 0);
+  const int64_t total = t.numel();
+  const char* base = static_cast<const char*>(t.data());
+  const size_t es = t.element_size();
+  for (int64_t i = 0; i < total; ++i) {
+    int64_t off = 0;
+    for (int d = 0; d < n; ++d) off += idx[d] * t.stride(d);
+    float v;
+    convert_host(&v, DType::kF32, base + off * int64_t(es), t.dtype(), 1);
+    fn(i, v);
+    for (int d = n - 1; d >= 0; --d) {
+      if (++idx[d] < t.size(d)) break;
+      idx[d] = 0;
+    }
+  }
+}
+}  // namespace
+
+Tensor to_contiguous_f32(const Tensor& host) {
+  Tensor out = Tensor::empty(host.shape(), DType::kF32, cpu_allocator());
+  float* p = out.data_as<float>();
+  for_each_f32(host, [&](int64_t i, float v) { p[i] = v; });
+  return out;
+}
+
+double rel_l2(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  if (a.shape() != b.shape()) return std::numeric_limits<double>::infinity();
+  Tensor ac = to_contiguous_f32(a), bc = to_contiguous_f32(b);
+  const float* pa = ac.data_as<float>();
+  const float* pb = bc.data_as<float>();
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < ac.numel(); ++i) {
+    if (std::isnan(pa[i]) || std::isnan(pb[i])) return std::numeric_limits<double>::infinity();
+    const double d = double(pa[i]) - double(pb[i]);
+    num += d * d;
+    den += double(pb[i]) * double(pb[i]);
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  if (a.shape() != b.shape()) return std::numeric_limits<double>::infinity();
+  Tensor ac = to_contiguous_f32(a), bc = to_contiguous_f32(b);
+  const float* pa = ac.data_as<float>();
+  const float* pb = bc.data_as<float>();
+  double m = 0;
+  for (int64_t i = 0; i < ac.numel(); ++i) {
+    if (std::isnan(pa[i]) || std::isnan(pb[i])) return std::numeric_limits<double>::infinity();
+    m = std::max(m, std::fabs(double(pa[i]) - double(pb[i])));
+  }
+  return m;
+}
+
+std::string fixtures_dir() { return PARADIT_FIXTURES_DIR; }
+
+std::unique_ptr<Backend> cuda_backend_or_null(std::string* why) {
+  if (cuda_device_count(why) == 0) return nullptr;
+  try {
+    return create_cuda_backend(0);
+  } catch (const Error& e) {
+    *why = e.what();
+    return nullptr;
+  }
+}
+
+}  // namespace paradit::test

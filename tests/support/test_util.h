@@ -1,0 +1,37 @@
+// Shared test helpers: random host tensors, comparisons, fixtures, backend selection.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+
+#include "paradit/backend/backend.h"
+#include "paradit/core/status.h"
+#include "paradit/core/tensor.h"
+
+namespace paradit::test {
+
+// Host f32 tensor of N(0, stddev) values from a fixed seed (never zeros).
+Tensor random_host(const Shape& shape, uint64_t seed, float stddev = 1.0f);
+// Host f32 tensor filled with NaN: outputs are poisoned before an op writes them, so an unwritten element fails.
+Tensor poisoned_host(const Shape& shape);
+// ‖a − b‖₂ / ‖b‖₂ over two host f32 tensors of equal shape (any strides); NaN anywhere gives +inf.
+double rel_l2(const Tensor& a, const Tensor& b);
+// Largest |a − b| (NaN anywhere gives +inf).
+double max_abs_diff(const Tensor& a, const Tensor& b);
+// Contiguous host f32 copy of a host tensor of any dtype/strides.
+Tensor to_contiguous_f32(const Tensor& host);
+
+std::string fixtures_dir();  // tests/fixtures in the source tree
+
+// The CUDA backend on GPU 0, or null after a GTEST_SKIP-worthy reason in *why.
+std::unique_ptr<Backend> cuda_backend_or_null(std::string* why);
+
+// In a GPU test: skips the test cleanly when there is no usable GPU.
+#define PD_REQUIRE_GPU(var)                                      \
+  std::string pd_why_;                                           \
+  auto var = ::paradit::test::cuda_backend_or_null(&pd_why_);    \
+  if (!var) GTEST_SKIP() << "no usable GPU: " << pd_why_
+
+}  // namespace paradit::test
