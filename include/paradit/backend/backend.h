@@ -46,6 +46,10 @@ class Backend {
   // (the other on this backend's device); a host side must then be contiguous.
   virtual void copy(const Tensor& dst, const Tensor& src) = 0;
   virtual void fill(const Tensor& dst, float value) = 0;
+  // Deterministic pseudo-random fill, identical on every backend (up to the rounding of dst's dtype):
+  // element i (row-major index) = stddev·√3·(2u − 1), u = (splitmix64(seed + i·0x9E3779B97F4A7C15) >> 40)·2⁻²⁴,
+  // a uniform law of standard deviation stddev. Used for benchmark weights and CPU-vs-GPU tests.
+  virtual void fill_random(const Tensor& dst, uint64_t seed, float stddev) = 0;
 
   // y = ep(x·wᵀ + bias).  x [B, S, K] (or [M, K]); w [N, K] contiguous; bias [N] or undefined; y [B, S, N].
   virtual void linear(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, Epilogue ep) = 0;
