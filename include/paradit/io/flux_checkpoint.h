@@ -39,7 +39,10 @@ struct FluxConfig {
 class FluxCheckpoint {
  public:
   // Throws Error naming the path (kNotFound, kCorruptData, kInvalidArgument) when it cannot be used.
-  static FluxCheckpoint open(const std::string& path);
+  // A single file carries no config: it is inferred from the tensor shapes (layer counts, widths, guidance
+  // embedding ⇒ dev), with axes_dims_rope [16, 56, 56] when the head dim is 128 (every published FLUX.1).
+  // config_json, a diffusers config.json, overrides that inference (needed for other head dims).
+  static FluxCheckpoint open(const std::string& path, const std::string& config_json = "");
 
   const FluxConfig& config() const;
   // "diffusers" or "bfl".
