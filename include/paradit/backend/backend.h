@@ -89,6 +89,9 @@ std::unique_ptr<Backend> create_cpu_backend(int threads = 0);
 // machine has no GPU, or the driver is too old.
 std::unique_ptr<Backend> create_cuda_backend(int index = 0);
 
+// "cpu", "cuda", "cuda:N" or "auto" (the first GPU when there is one, else the CPU with a message saying why).
+std::unique_ptr<Backend> create_backend(const std::string& device);
+
 // Number of usable GPUs (0 without CUDA or driver); *why says what is missing when 0.
 int cuda_device_count(std::string* why = nullptr);
 

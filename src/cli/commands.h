@@ -1,0 +1,9 @@
+// The subcommands of the paradit front end; each parses its own options and returns the exit code.
+#pragma once
+
+namespace paradit::cli {
+
+int bench_command(int argc, char** argv, int first);
+int inspect_command(int argc, char** argv, int first);
+
+}  // namespace paradit::cli
