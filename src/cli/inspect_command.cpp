@@ -3,6 +3,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "paradit/core/status.h"
 #include "paradit/io/flux_checkpoint.h"
 
 namespace paradit::cli {

@@ -1,0 +1,206 @@
+// FluxTransformer2DModel.forward as diffusers computes it, on any Backend.
+//
+// Order of work: RoPE tables and timestep sinusoids on the host (uploaded once); input projections straight
+// into the joint stream z (text rows, then image rows); temb = t_emb (+ g_emb) + p_emb; the double-stream
+// blocks on z's row slices; the single-stream blocks on all of z; the final AdaLayerNormContinuous and
+// projection on the image rows. No host synchronisation between the first upload and the returned tensor.
+#include <cmath>
+
+#include "models/flux/flux_blocks.h"
+#include "models/flux/flux_internal.h"
+#include "models/flux/flux_weights.h"
+#include "paradit/core/random.h"
+#include "paradit/core/status.h"
+
+namespace paradit {
+namespace flux {
+namespace {
+
+constexpr int kTimestepDim = 256;    // Timesteps(num_channels=256)
+constexpr double kRopeTheta = 10000;  // FluxPosEmbed(theta=10000)
+
+void validate_config(const FluxConfig& c) {
+  PD_REQUIRE(c.in_channels > 0 && c.out_channels > 0 && c.num_layers >= 0 && c.num_single_layers >= 0 &&
+                 c.attention_head_dim > 0 && c.num_attention_heads > 0 && c.joint_attention_dim > 0 &&
+                 c.pooled_projection_dim > 0,
+             "FLUX config has a non-positive width or a negative layer count");
+  int rope = 0;
+  for (int a : c.axes_dims_rope) {
+    PD_REQUIRE(a > 0 && a % 2 == 0, "FLUX axes_dims_rope must be even and positive, got ", a);
+    rope += a;
+  }
+  PD_REQUIRE(rope == c.attention_head_dim, "FLUX axes_dims_rope sum to ", rope, " but attention_head_dim is ",
+             c.attention_head_dim);
+}
+
+void require_device_input(Backend& backend, const char* what, const Tensor& t, const Shape& shape) {
+  PD_REQUIRE(t.defined(), "FLUX input ", what, " is undefined");
+  PD_REQUIRE(t.device() == backend.device() && t.dtype() == backend.compute_dtype() && t.shape() == shape,
+             "FLUX input ", what, " is ", t.desc(), ", expected ", dtype_name(backend.compute_dtype()),
+             shape_str(shape), " on ", backend.device().str());
+}
+
+class FluxModel final : public FluxTransformer {
+ public:
+  FluxModel(Backend& backend, const FluxConfig& config, FluxWeights weights)
+      : FluxTransformer(config), backend_(backend), w_(std::move(weights)) {}
+
+  size_t weight_bytes() const override { return w_.bytes; }
+  Tensor forward(const FluxInputs& in) override { return run(in, nullptr); }
+
+  Tensor run(const FluxInputs& in, const FluxTap& tap) {
+    const auto [B, N, T] = validate(in);
+    const auto report = [&](const std::string& name, const Tensor& t) {
+      if (tap) tap(name, t);
+    };
+
+    Workspace ws(backend_, config_, B, T, N);
+    const RopeTables rope = rope_tables(in.txt_ids, in.img_ids, config_.axes_dims_rope, kRopeTheta);
+    ws.cos = backend_.upload(rope.cos, DType::kF32);
+    ws.sin = backend_.upload(rope.sin, DType::kF32);
+
+    backend_.linear(ws.img(ws.z), in.hidden_states, w_.img_in.w, w_.img_in.b, Epilogue::kNone);
+    report("x_embedder_out", ws.img(ws.z));
+    backend_.linear(ws.txt(ws.z), in.encoder_hidden_states, w_.txt_in.w, w_.txt_in.b, Epilogue::kNone);
+    report("context_embedder_out", ws.txt(ws.z));
+
+    const Tensor temb = conditioning(in, B);
+    report("temb", temb);
+    backend_.silu(ws.silu_temb, temb);
+
+    for (size_t i = 0; i < w_.double_blocks.size(); ++i) {
+      double_block(backend_, w_.double_blocks[i], ws);
+      if (tap) {
+        report("double" + std::to_string(i) + "_encoder", ws.txt(ws.z));
+        report("double" + std::to_string(i) + "_hidden", ws.img(ws.z));
+      }
+    }
+    for (size_t i = 0; i < w_.single_blocks.size(); ++i) {
+      single_block(backend_, w_.single_blocks[i], ws);
+      if (tap) report("single" + std::to_string(i) + "_out", ws.z);
+    }
+
+    // AdaLayerNormContinuous on the image rows; BFL's final modulation is [shift | scale].
+    const Tensor mod = ws.mod_img.slice(1, 0, 2 * ws.D);
+    backend_.linear(mod, ws.silu_temb, w_.final_mod.w, w_.final_mod.b, Epilogue::kNone);
+    backend_.layer_norm_modulate(ws.img(ws.zn), ws.img(ws.z), ws.chunk(mod, 0), ws.chunk(mod, 1), kNormEps);
+    report("norm_out_out", ws.img(ws.zn));
+    Tensor out = backend_.empty({B, N, config_.out_channels});
+    backend_.linear(out, ws.img(ws.zn), w_.final_out.w, w_.final_out.b, Epilogue::kNone);
+    return out;
+  }
+
+ private:
+  struct Dims {
+    int64_t B, N, T;
+  };
+  // Checks every input against the config and each other; returns batch, image and text token counts.
+  Dims validate(const FluxInputs& in) const {
+    PD_REQUIRE(in.hidden_states.defined() && in.hidden_states.dim() == 3 && in.img_ids.defined() &&
+                   in.txt_ids.defined() && in.img_ids.dim() == 2 && in.txt_ids.dim() == 2,
+               "FLUX forward needs hidden_states [B, N, C] and img_ids [N, 3], txt_ids [T, 3]");
+    const int64_t B = in.hidden_states.size(0), N = in.img_ids.size(0), T = in.txt_ids.size(0);
+    PD_REQUIRE(B > 0 && N > 0 && T > 0, "FLUX forward needs a batch, image tokens and text tokens; got B=", B,
+               " N=", N, " T=", T);
+    require_device_input(backend_, "hidden_states", in.hidden_states, {B, N, config_.in_channels});
+    require_device_input(backend_, "encoder_hidden_states", in.encoder_hidden_states,
+                         {B, T, config_.joint_attention_dim});
+    require_device_input(backend_, "pooled_projections", in.pooled_projections, {B, config_.pooled_projection_dim});
+    PD_REQUIRE(int64_t(in.timestep.size()) == B, "FLUX input timestep has ", in.timestep.size(),
+               " values for a batch of ", B);
+    if (config_.guidance_embeds) {
+      PD_REQUIRE(int64_t(in.guidance.size()) == B, "FLUX input guidance has ", in.guidance.size(),
+                 " values for a batch of ", B, " (this model embeds a guidance scale)");
+    } else {
+      PD_REQUIRE(in.guidance.empty(), "FLUX input guidance given to a model without guidance embedding");
+    }
+    return {B, N, T};
+  }
+
+  // mlp(x) = out(SiLU(in(x))), into y, through the [B, D] scratch `hidden`.
+  void mlp(const Tensor& y, const Tensor& x, const Linear& lin_in, const Linear& lin_out, const Tensor& hidden) {
+    backend_.linear(hidden, x, lin_in.w, lin_in.b, Epilogue::kNone);
+    backend_.silu(hidden, hidden);
+    backend_.linear(y, hidden, lin_out.w, lin_out.b, Epilogue::kNone);
+  }
+
+  // Sinusoid of 1000·s on the host in fp32, whatever the compute dtype. (diffusers in bf16 rounds σ, then
+  // 1000·σ, to bf16 — σ = 0.73 embeds 732, not 730 — which turns the high-frequency lanes into noise; keeping
+  // fp32 keeps a bf16 run close to the fp32 reference.)
+  Tensor sinusoid(const std::vector<float>& s) {
+    std::vector<float> scaled(s.size());
+    for (size_t i = 0; i < s.size(); ++i) scaled[i] = s[i] * 1000.0f;
+    return backend_.upload(timestep_embedding(scaled, kTimestepDim), backend_.compute_dtype());
+  }
+
+  // CombinedTimestep(Guidance)TextProjEmbeddings: temb = t_emb (+ g_emb) + p_emb, summed in that order.
+  Tensor conditioning(const FluxInputs& in, int64_t B) {
+    const int64_t D = config_.hidden();
+    Tensor temb = backend_.empty({B, D}), term = backend_.empty({B, D}), hidden = backend_.empty({B, D});
+    mlp(temb, sinusoid(in.timestep), w_.time_in, w_.time_out, hidden);
+    if (config_.guidance_embeds) {
+      mlp(term, sinusoid(in.guidance), w_.guidance_in, w_.guidance_out, hidden);
+      backend_.add(temb, temb, term);
+    }
+    mlp(term, in.pooled_projections, w_.vector_in, w_.vector_out, hidden);
+    backend_.add(temb, temb, term);
+    return temb;
+  }
+
+  Backend& backend_;
+  FluxWeights w_;
+};
+
+std::unique_ptr<FluxTransformer> create(Backend& backend, const FluxConfig& config, const WeightSource& make) {
+  validate_config(config);
+  return std::make_unique<FluxModel>(backend, config, build_weights(config, make));
+}
+
+// FNV-1a of a weight's name mixed into the seed: every tensor gets its own stream, whatever the order of
+// creation (consecutive seeds would give shifted copies of one sequence under fill_random's counter scheme).
+uint64_t tensor_seed(uint64_t seed, const std::string& name) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
+  return splitmix64(seed ^ h);
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+Tensor forward_with_tap(FluxTransformer& model, const FluxInputs& in, const FluxTap& tap) {
+  auto* impl = dynamic_cast<FluxModel*>(&model);
+  PD_CHECK(impl != nullptr, "forward_with_tap needs a model made by FluxTransformer::load or ::random");
+  return impl->run(in, tap);
+}
+
+}  // namespace flux
+
+std::unique_ptr<FluxTransformer> FluxTransformer::load(Backend& backend, const FluxCheckpoint& checkpoint) {
+  return flux::create(backend, checkpoint.config(), [&](const std::string& name, const Shape&) {
+    return backend.upload(checkpoint.get(name), backend.compute_dtype());
+  });
+}
+
+std::unique_ptr<FluxTransformer> FluxTransformer::random(Backend& backend, const FluxConfig& config, uint64_t seed) {
+  // Weights ~ 1/√fan_in (activations keep their scale through the blocks), biases small, norm scales 1 ± 0.02.
+  return flux::create(backend, config, [&](const std::string& name, const Shape& shape) {
+    Tensor t = backend.empty(shape);
+    const uint64_t s = flux::tensor_seed(seed, name);
+    if (flux::ends_with(name, ".scale")) {
+      Tensor ones = backend.empty(shape);
+      backend.fill(ones, 1.0f);
+      backend.fill_random(t, s, 0.02f);
+      backend.add(t, t, ones);
+    } else if (flux::ends_with(name, ".bias")) {
+      backend.fill_random(t, s, 0.01f);
+    } else {
+      backend.fill_random(t, s, float(1.0 / std::sqrt(double(shape.at(1)))));
+    }
+    return t;
+  });
+}
+
+}  // namespace paradit

@@ -1,0 +1,80 @@
+#include "models/flux/flux_weights.h"
+
+#include <map>
+
+#include "paradit/core/status.h"
+
+namespace paradit::flux {
+
+namespace {
+
+class Binder {
+ public:
+  explicit Binder(std::map<std::string, Tensor> tensors) : tensors_(std::move(tensors)) {}
+
+  Tensor tensor(const std::string& name) const {
+    auto it = tensors_.find(name);
+    PD_CHECK(it != tensors_.end(), "FluxConfig::tensor_shapes() has no tensor ", name);
+    return it->second;
+  }
+  Linear linear(const std::string& prefix) const { return {tensor(prefix + ".weight"), tensor(prefix + ".bias")}; }
+  // Rows [start, start + rows) of a fused linear: a contiguous view, so it feeds a GEMM as is.
+  Linear rows(const std::string& prefix, int64_t start, int64_t rows) const {
+    const Linear l = linear(prefix);
+    return {l.w.slice(0, start, rows), l.b.slice(0, start, rows)};
+  }
+
+ private:
+  std::map<std::string, Tensor> tensors_;
+};
+
+StreamWeights stream(const Binder& t, const std::string& p, const std::string& s) {
+  return {t.linear(p + s + "_mod.lin"),
+          t.linear(p + s + "_attn.qkv"),
+          t.tensor(p + s + "_attn.norm.query_norm.scale"),
+          t.tensor(p + s + "_attn.norm.key_norm.scale"),
+          t.linear(p + s + "_attn.proj"),
+          t.linear(p + s + "_mlp.0"),
+          t.linear(p + s + "_mlp.2")};
+}
+
+}  // namespace
+
+FluxWeights build_weights(const FluxConfig& config, const WeightSource& make) {
+  FluxWeights w;
+  std::map<std::string, Tensor> made;
+  for (const auto& [name, shape] : config.tensor_shapes()) {
+    Tensor t = make(name, shape);
+    PD_CHECK(t.shape() == shape, name, " is ", t.desc(), ", expected ", shape_str(shape));
+    w.bytes += t.nbytes();
+    made.emplace(name, std::move(t));
+  }
+  const Binder t(std::move(made));
+  const int64_t D = config.hidden();
+
+  w.img_in = t.linear("img_in");
+  w.txt_in = t.linear("txt_in");
+  w.time_in = t.linear("time_in.in_layer");
+  w.time_out = t.linear("time_in.out_layer");
+  if (config.guidance_embeds) {
+    w.guidance_in = t.linear("guidance_in.in_layer");
+    w.guidance_out = t.linear("guidance_in.out_layer");
+  }
+  w.vector_in = t.linear("vector_in.in_layer");
+  w.vector_out = t.linear("vector_in.out_layer");
+  for (int i = 0; i < config.num_layers; ++i) {
+    const std::string p = "double_blocks." + std::to_string(i) + ".";
+    w.double_blocks.push_back({stream(t, p, "img"), stream(t, p, "txt")});
+  }
+  for (int i = 0; i < config.num_single_layers; ++i) {
+    const std::string p = "single_blocks." + std::to_string(i) + ".";
+    w.single_blocks.push_back({t.linear(p + "modulation.lin"), t.rows(p + "linear1", 0, 3 * D),
+                               t.rows(p + "linear1", 3 * D, 4 * D), t.tensor(p + "norm.query_norm.scale"),
+                               t.tensor(p + "norm.key_norm.scale"), t.linear(p + "linear2")});
+  }
+  w.final_mod = t.linear("final_layer.adaLN_modulation.1");
+  w.final_out = t.linear("final_layer.linear");
+  return w;
+}
+
+}  // namespace paradit::flux
