@@ -32,6 +32,13 @@ struct FluxConfig {
   int hidden() const { return attention_head_dim * num_attention_heads; }
   static FluxConfig dev();      // FLUX.1-dev
   static FluxConfig schnell();  // FLUX.1-schnell
+  // A diffusers FluxTransformer2DModel config.json (its text); absent keys take diffusers' defaults (note:
+  // guidance_embeds defaults to false there). Throws kCorruptData / kInvalidArgument / kUnimplemented naming
+  // `source` and the key.
+  static FluxConfig from_diffusers_json(const std::string& json_text, const std::string& source);
+  bool operator==(const FluxConfig&) const = default;
+  // "19 double + 38 single blocks, 24 heads x 128, joint 4096, pooled 768, in 64, out 64, guidance" (messages).
+  std::string summary() const;
   // Every internal tensor name this config needs, with its shape.
   std::vector<std::pair<std::string, Shape>> tensor_shapes() const;
 };
@@ -42,6 +49,9 @@ class FluxCheckpoint {
   // A single file carries no config: it is inferred from the tensor shapes (layer counts, widths, guidance
   // embedding ⇒ dev), with axes_dims_rope [16, 56, 56] when the head dim is 128 (every published FLUX.1).
   // config_json, a diffusers config.json, overrides that inference (needed for other head dims).
+  // config_json may be a path to a config.json, a folder holding one, or the JSON text itself. Whatever config
+  // is used (config_json, or a diffusers folder's own config.json) is checked field by field against the
+  // shapes. Fill/Depth checkpoints and tensors in dtypes paradit does not read give kUnimplemented.
   static FluxCheckpoint open(const std::string& path, const std::string& config_json = "");
 
   const FluxConfig& config() const;
