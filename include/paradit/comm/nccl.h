@@ -1,0 +1,31 @@
+// The NCCL transport: communicators over the GPUs of this process, one worker thread per GPU.
+//
+// Built when CUDA and NCCL are (PARADIT_WITH_CUDA and nccl.h); otherwise nccl_available() says why and
+// create_nccl_communicators throws Error(kUnavailable). Several processes (MPI bootstrap of the NCCL unique id)
+// come later.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "paradit/backend/backend.h"
+#include "paradit/comm/communicator.h"
+
+namespace paradit {
+
+// Whether this build can create NCCL communicators; *why says what is missing when not.
+bool nccl_available(std::string* why = nullptr);
+
+// A world of backends.size() ranks: communicator i moves the tensors of backends[i] (CUDA backends on distinct
+// GPUs). Call once from one thread, then hand communicator i to the worker thread of GPU i. The backends must
+// outlive the communicators, and a communicator must outlive the requests it started.
+//
+// Each call waits for the backend's queued work (its inputs), runs on the communicator's own stream and returns
+// when the transfer is complete (start() returns at once; wait() completes it), polled by a watchdog that
+// turns NCCL errors, a failure on another rank of this process, and the timeout into exceptions after
+// aborting the NCCL communicator, so no GPU kernel is left spinning. NCCL cannot check that the pieces two
+// ranks exchange agree in size: a mismatch is an error NCCL may report, or a timeout.
+std::vector<std::unique_ptr<Communicator>> create_nccl_communicators(const std::vector<Backend*>& backends);
+
+}  // namespace paradit

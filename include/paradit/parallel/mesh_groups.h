@@ -1,0 +1,21 @@
+// The communicators of one rank's mesh groups, split from its world communicator.
+#pragma once
+
+#include <memory>
+
+#include "paradit/comm/communicator.h"
+#include "paradit/parallel/device_mesh.h"
+
+namespace paradit {
+
+struct MeshGroups {
+  std::unique_ptr<Communicator> tp, ulysses, ring, sp, pp, cfg, dp;  // sp = {ulysses, ring}
+
+  // Collective over `world`: every rank calls it with the same mesh. world.rank() is the mesh rank; each group
+  // numbers its members as DeviceMesh::group does (the sp group: ulysses + U·ring).
+  static MeshGroups create(const DeviceMesh& mesh, Communicator& world);
+
+  Communicator& operator[](MeshDim d) const;
+};
+
+}  // namespace paradit

@@ -1,0 +1,24 @@
+// USP attention: sequence-parallel exact attention, Ulysses (all-to-all) × Ring (K/V passed around).
+//
+// The sequence (for MMDiT the joint [text; image] sequence) is cut over the SP group by SequenceShard, SP rank
+// s = ulysses rank + U·ring rank holding shard s. Ulysses gathers the shards of its U ranks (one ring block) and
+// scatters the heads (SequenceShard over heads: counts need not divide, a rank may get none); Ring then runs
+// over the R blocks; an inverse all-to-all brings each rank its own tokens with all heads back. Attention is
+// invariant to the order of keys, so how text and image tokens fall on ranks does not matter: every key is
+// counted once, whatever the lengths.
+#pragma once
+
+#include "paradit/backend/backend.h"
+#include "paradit/comm/communicator.h"
+#include "paradit/parallel/sequence_shard.h"
+
+namespace paradit {
+
+// shard: the whole sequence's cut over U·R parts. q, k, v, out [B, shard.count(s), H, d] on be's device, any
+// strides with a contiguous last dimension; lse, if defined, f32 [B, H, shard.count(s)]. Gives what
+// Backend::attention would give for this rank's rows of the unsharded sequence.
+void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
+                   const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                   float scale);
+
+}  // namespace paradit

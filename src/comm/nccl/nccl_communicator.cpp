@@ -1,0 +1,356 @@
+#include "comm/nccl/nccl_communicator.h"
+
+#if PARADIT_HAS_NCCL
+
+#include <algorithm>
+#include <thread>
+#include <utility>
+
+#include "comm/comm_text.h"
+#include "paradit/core/log.h"
+
+namespace paradit::detail {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A communicator made by ncclCommSplit, aborted unless handed over.
+struct ChildComm {
+  ncclComm_t comm = nullptr;
+  ~ChildComm() {
+    if (comm) ncclCommAbort(comm);
+  }
+};
+
+}  // namespace
+
+ncclConfig_t nonblocking_config() {
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  return config;
+}
+
+void NcclDomain::fail(Status s) {
+  std::lock_guard lk(mu);
+  if (failure.ok()) failure = std::move(s);
+  failed = true;
+}
+
+Status NcclDomain::status() {
+  std::lock_guard lk(mu);
+  return failure;
+}
+
+void NcclDomain::enter(const std::string& group, int size, int rank, uint64_t seq) {
+  std::lock_guard lk(mu);
+  auto& v = entered[group];
+  if (v.empty()) v.assign(size, 0);
+  v[rank] = seq;
+}
+
+std::vector<int> NcclDomain::behind(const std::string& group, uint64_t seq) {
+  std::lock_guard lk(mu);
+  std::vector<int> late;
+  const auto& v = entered[group];
+  for (size_t r = 0; r < v.size(); ++r)
+    if (v[r] < seq) late.push_back(int(r));
+  return late;
+}
+
+Staged Staged::for_send(Backend& be, const Tensor& t) {
+  if (t.is_contiguous()) return {t, t};
+  Tensor packed = be.empty(t.shape(), t.dtype());
+  be.copy(packed, t);
+  return {t, packed};
+}
+
+Staged Staged::for_recv(Backend& be, const Tensor& t) {
+  if (t.is_contiguous()) return {t, t};
+  return {t, be.empty(t.shape(), t.dtype())};
+}
+
+void Staged::unpack(Backend& be) const {
+  if (buffer.storage() != user.storage()) be.copy(user, buffer);
+}
+
+// ---- Requests ----
+
+class NcclRequest final : public CommRequest {
+ public:
+  NcclRequest(NcclCommunicator& comm, Backend& be, Clock::time_point deadline, cudaEvent_t done,
+              std::vector<Staged> sends, std::vector<Staged> recvs, std::string timeout_message)
+      : comm_(comm),
+        be_(be),
+        deadline_(deadline),
+        done_(done),
+        sends_(std::move(sends)),
+        recvs_(std::move(recvs)),
+        timeout_message_(std::move(timeout_message)) {}
+
+  ~NcclRequest() override {
+    // The transfers may still be writing into buffers this request keeps alive: finish (or fail) first.
+    if (!complete_) {
+      const Status s = capture([&] { wait(); });
+      if (!s.ok()) PD_LOG(kWarn, "a send/recv batch dropped without wait() ended with ", s.to_string());
+    }
+    cudaEventDestroy(done_);
+  }
+
+  void wait() override {
+    if (complete_) return;
+    comm_.watch(
+        deadline_,
+        [&] {
+          const cudaError_t e = cudaEventQuery(done_);
+          if (e == cudaErrorNotReady) return false;
+          comm_.check_cuda(e, "cudaEventQuery");
+          return true;
+        },
+        [&] { return timeout_message_; });
+    complete_ = true;
+    for (const Staged& r : recvs_) r.unpack(be_);
+  }
+
+ private:
+  NcclCommunicator& comm_;
+  Backend& be_;
+  Clock::time_point deadline_;
+  cudaEvent_t done_;
+  std::vector<Staged> sends_, recvs_;  // kept alive until the transfers are complete
+  std::string timeout_message_;
+  bool complete_ = false;
+};
+
+// ---- Communicator ----
+
+NcclCommunicator::NcclCommunicator(Backend& be, ncclComm_t comm, std::shared_ptr<NcclDomain> domain,
+                                   std::string group_id, std::string name, std::vector<int> members, int rank)
+    : be_(be),
+      comm_(comm),
+      domain_(std::move(domain)),
+      group_id_(std::move(group_id)),
+      name_(std::move(name)),
+      members_(std::move(members)),
+      rank_(rank) {
+  const Status s = capture([&] {
+    check_cuda(cudaSetDevice(be_.device().index), "cudaSetDevice");
+    check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    scratch_ = be_.empty({1}, DType::kF32);
+  });
+  if (!s.ok()) {  // the destructor will not run
+    abort_nccl();
+    if (stream_) cudaStreamDestroy(stream_);
+    throw Error(s);
+  }
+}
+
+NcclCommunicator::~NcclCommunicator() {
+  cudaSetDevice(be_.device().index);
+  // ncclCommFinalize/ncclCommDestroy wait for the peers, and would hang here if one is gone. Every operation
+  // of this communicator is complete by now (calls return complete, requests finish before they go), so
+  // aborting only frees its resources.
+  abort_nccl();
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+void NcclCommunicator::abort_nccl() noexcept {
+  if (comm_) ncclCommAbort(comm_);
+  comm_ = nullptr;
+}
+
+void NcclCommunicator::fail(Status s) {
+  domain_->fail(std::move(s));
+  abort_nccl();
+  throw Error(domain_->status());
+}
+
+void NcclCommunicator::check(ncclResult_t r, const char* call) {
+  if (r == ncclSuccess || r == ncclInProgress) return;
+  fail(Status(StatusCode::kUnavailable,
+              detail::concat(call, " on group ", describe(), ", ", ranks_str(members_, {rank_}), ": ",
+                             ncclGetErrorString(r), " (", ncclGetLastError(comm_), ")")));
+}
+
+void NcclCommunicator::check_cuda(cudaError_t e, const char* call) {
+  if (e == cudaSuccess) return;
+  fail(Status(StatusCode::kUnavailable, detail::concat(call, " on group ", describe(), ", ",
+                                                       ranks_str(members_, {rank_}), ": ", cudaGetErrorString(e))));
+}
+
+void NcclCommunicator::require_device(const Tensor& t, const char* op) const {
+  PD_REQUIRE(t.defined() && t.device() == be_.device(), op, ": expected a tensor on ", be_.device().str(), ", got ",
+             t.defined() ? t.desc() : std::string("an undefined tensor"));
+}
+
+void NcclCommunicator::watch(Clock::time_point deadline, const std::function<bool()>& done,
+                             const std::function<std::string()>& timeout_message) {
+  for (int polls = 0;; ++polls) {
+    if (domain_->failed) {
+      abort_nccl();
+      throw Error(domain_->status());
+    }
+    if (done()) return;
+    ncclResult_t async = ncclSuccess;
+    check(ncclCommGetAsyncError(comm_, &async), "ncclCommGetAsyncError");
+    check(async, "NCCL (asynchronous error)");
+    if (Clock::now() > deadline) fail(Status(StatusCode::kTimeout, timeout_message()));
+    // Most transfers finish within microseconds: spin a little, then sleep to leave the core to the workers.
+    if (polls < 100) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+}
+
+void NcclCommunicator::issue_group(Clock::time_point deadline, const std::function<void(FirstError&)>& issue,
+                                   const std::function<std::string()>& timeout_message) {
+  if (domain_->failed) {
+    abort_nccl();
+    throw Error(domain_->status());
+  }
+  check_cuda(cudaSetDevice(be_.device().index), "cudaSetDevice");
+  // NCCL runs on stream_, the backend on its own: wait for the backend's queued work, which wrote the inputs
+  // and may still read buffers this call overwrites (Ring's double buffers).
+  be_.synchronize();
+  check(ncclGroupStart(), "ncclGroupStart");
+  FirstError first;
+  issue(first);
+  check(ncclGroupEnd(), "ncclGroupEnd");
+  check(first.result, "NCCL call");
+  watch(
+      deadline,
+      [&] {
+        ncclResult_t state = ncclSuccess;
+        check(ncclCommGetAsyncError(comm_, &state), "ncclCommGetAsyncError");
+        return state != ncclInProgress;
+      },
+      timeout_message);
+}
+
+std::string NcclCommunicator::collective_timeout(const std::string& op, uint64_t seq) {
+  const std::vector<int> late = domain_->behind(group_id_, seq);
+  const std::string who = late.empty() ? std::string("every rank arrived but NCCL did not complete (a stalled link?)")
+                                       : ranks_str(members_, late) + " did not arrive";
+  return detail::concat(op, " (call #", seq - 1, ") on group ", describe(), " timed out after ", seconds_str(timeout()),
+                        ": ", who, "; ", ranks_str(members_, {rank_}), " gave up waiting");
+}
+
+void NcclCommunicator::collective(const std::string& op, const std::function<void(FirstError&)>& issue) {
+  const uint64_t seq = ++seq_;
+  domain_->enter(group_id_, size(), rank_, seq);
+  const auto deadline = Clock::now() + timeout();
+  auto message = [&] { return collective_timeout(op, seq); };
+  issue_group(deadline, issue, message);
+  watch(
+      deadline,
+      [&] {
+        const cudaError_t e = cudaStreamQuery(stream_);
+        if (e == cudaErrorNotReady) return false;
+        check_cuda(e, "cudaStreamQuery");
+        return true;
+      },
+      message);
+}
+
+std::unique_ptr<CommRequest> NcclCommunicator::start(std::vector<P2POp> ops) {
+  std::vector<Staged> sends, recvs;
+  std::vector<int> peers;
+  for (const P2POp& op : ops) {
+    PD_REQUIRE(op.peer >= 0 && op.peer < size(), "send/recv: peer ", op.peer, " out of range for group ", describe());
+    require_device(op.tensor, "send/recv");
+    const bool send = op.kind == P2POp::Kind::kSend;
+    (send ? sends : recvs).push_back(send ? Staged::for_send(be_, op.tensor) : Staged::for_recv(be_, op.tensor));
+    if (std::find(peers.begin(), peers.end(), op.peer) == peers.end()) peers.push_back(op.peer);
+  }
+  const auto deadline = Clock::now() + timeout();
+  const std::string message =
+      detail::concat("send/recv with ", ranks_str(members_, peers), " on group ", describe(), " timed out after ",
+                     seconds_str(timeout()), ": a peer did not post its side, or NCCL stalled; ",
+                     ranks_str(members_, {rank_}), " gave up waiting");
+  // Posted as one group, in the order given, so that NCCL matches them pairwise without deadlock.
+  issue_group(
+      deadline,
+      [&](FirstError& e) {
+        size_t si = 0, ri = 0;
+        for (const P2POp& op : ops) {
+          const bool send = op.kind == P2POp::Kind::kSend;
+          const Staged& x = send ? sends[si++] : recvs[ri++];
+          if (!x.bytes()) continue;
+          e(send ? ncclSend(x.ptr(), x.bytes(), ncclUint8, op.peer, comm_, stream_)
+                 : ncclRecv(x.ptr(), x.bytes(), ncclUint8, op.peer, comm_, stream_));
+        }
+      },
+      [&] { return message; });
+  cudaEvent_t done = nullptr;
+  check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+  const cudaError_t recorded = cudaEventRecord(done, stream_);
+  if (recorded != cudaSuccess) cudaEventDestroy(done);
+  check_cuda(recorded, "cudaEventRecord");
+  return std::make_unique<NcclRequest>(*this, be_, deadline, done, std::move(sends), std::move(recvs), message);
+}
+
+std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key, const std::string& name) {
+  constexpr int kExact = 1 << 24;  // colors and keys travel as f32 below
+  PD_REQUIRE(color < kExact && key > -kExact && key < kExact, "split: color ", color, " and key ", key,
+             " must be below 2^24 in magnitude");
+  // Every rank's (color, key), so that each can name the members of its new group.
+  Tensor mine = Tensor::empty({1, 2}, DType::kF32, cpu_allocator());
+  mine.data_as<float>()[0] = float(std::max(color, -1));
+  mine.data_as<float>()[1] = float(key);
+  const Tensor all = be_.empty({size(), 2}, DType::kF32);
+  all_gather(all, be_.upload(mine, DType::kF32));
+  const Tensor table = be_.download_f32(all);
+  std::vector<std::pair<int, int>> ranks;  // (key, parent rank) of this rank's new group
+  for (int p = 0; p < size() && color >= 0; ++p)
+    if (int(table.data_as<float>()[2 * p]) == color) ranks.emplace_back(int(table.data_as<float>()[2 * p + 1]), p);
+  std::sort(ranks.begin(), ranks.end());
+  std::vector<int> members;
+  int new_rank = -1;
+  for (auto& [k, p] : ranks) {
+    if (p == rank_) new_rank = int(members.size());
+    members.push_back(members_[p]);
+  }
+
+  const uint64_t seq = ++seq_;
+  domain_->enter(group_id_, size(), rank_, seq);
+  const auto deadline = Clock::now() + timeout();
+  check_cuda(cudaSetDevice(be_.device().index), "cudaSetDevice");
+  ChildComm child;
+  ncclConfig_t config = nonblocking_config();
+  check(ncclCommSplit(comm_, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &child.comm, &config), "ncclCommSplit");
+  watch(
+      deadline,
+      [&] {
+        ncclResult_t parent = ncclSuccess, state = ncclSuccess;
+        check(ncclCommGetAsyncError(comm_, &parent), "ncclCommGetAsyncError");
+        if (child.comm) {
+          const ncclResult_t r = ncclCommGetAsyncError(child.comm, &state);
+          check(r != ncclSuccess ? r : state, "ncclCommSplit (new communicator)");
+        }
+        return parent != ncclInProgress && state != ncclInProgress;
+      },
+      [&] { return collective_timeout("split", seq); });
+  if (color < 0) return nullptr;
+  PD_CHECK(child.comm != nullptr && new_rank >= 0, "ncclCommSplit gave no communicator for color ", color);
+  auto comm = std::make_unique<NcclCommunicator>(be_, std::exchange(child.comm, nullptr), domain_,
+                                                 group_id_ + "/" + name + ":" + std::to_string(color), name,
+                                                 std::move(members), new_rank);
+  comm->set_timeout(timeout());
+  return comm;
+}
+
+void NcclCommunicator::abort(const std::string& reason) noexcept {
+  // Only marks the family failed: every rank's watchdog (this one's included, at its next call) then aborts its
+  // own NCCL communicator from its own thread.
+  try {
+    domain_->fail(Status(StatusCode::kCancelled, detail::concat("rank ", world_rank(), " failed: ", reason)));
+  } catch (...) {
+    // Allocation failed while building the message: nothing more can be done without memory.
+  }
+}
+
+}  // namespace paradit::detail
+
+#endif

@@ -1,0 +1,74 @@
+#include "paradit/parallel/ring_attention.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "paradit/core/status.h"
+#include "paradit/parallel/lse_merge.h"
+
+namespace paradit {
+
+void ring_attention(Backend& be, Communicator& ring, const std::vector<int64_t>& kv_lengths, const Tensor& out,
+                    const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, float scale) {
+  const int R = ring.size(), r = ring.rank();
+  PD_REQUIRE(int(kv_lengths.size()) == R, "ring_attention: ", kv_lengths.size(), " block lengths for a ring of ", R);
+  PD_REQUIRE(q.defined() && k.defined() && v.defined() && out.defined() && q.dim() == 4,
+             "ring_attention: q, k, v, out must be [B, S, H, d]");
+  const int64_t B = q.size(0), Sq = q.size(1), H = q.size(2), D = q.size(3);
+  const Shape kv_shape = {B, kv_lengths[r], H, D};
+  PD_REQUIRE(k.shape() == kv_shape && v.shape() == kv_shape, "ring_attention: rank ", r, " holds block k ", k.desc(),
+             ", v ", v.desc(), "; expected ", shape_str(kv_shape));
+  PD_REQUIRE(out.shape() == q.shape(), "ring_attention: out ", out.desc(), " differs from q ", q.desc());
+  if (R == 1) {
+    be.attention(out, lse, q, k, v, scale);
+    return;
+  }
+
+  // The accumulators are f32: out itself when it is f32.
+  const bool out_is_acc = out.dtype() == DType::kF32;
+  const Tensor acc = out_is_acc ? out : be.empty(out.shape(), DType::kF32);
+  const Tensor acc_lse = lse.defined() ? lse : be.empty({B, H, Sq}, DType::kF32);
+  const Tensor block_out = be.empty(out.shape());
+  const Tensor block_lse = be.empty({B, H, Sq}, DType::kF32);
+  // Two flat buffers per tensor (one in hand, one arriving), viewed at the length of the block they hold.
+  const int64_t longest = *std::max_element(kv_lengths.begin(), kv_lengths.end());
+  const Tensor kbuf[2] = {be.empty({B * longest * H * D}, k.dtype()), be.empty({B * longest * H * D}, k.dtype())};
+  const Tensor vbuf[2] = {be.empty({B * longest * H * D}, v.dtype()), be.empty({B * longest * H * D}, v.dtype())};
+  const bool queries = out.numel() > 0;
+  PD_REQUIRE(!queries || std::accumulate(kv_lengths.begin(), kv_lengths.end(), int64_t(0)) > 0,
+             "ring_attention: queries but no keys in any block");
+
+  const int next = (r + 1) % R, prev = (r + R - 1) % R;
+  Tensor cur_k = k, cur_v = v;
+  bool accumulated = false;
+  for (int step = 0; step < R; ++step) {
+    const int held = (r - step + R) % R;  // the block in hand started on this rank
+    std::unique_ptr<CommRequest> transfer;
+    Tensor next_k, next_v;
+    if (step + 1 < R) {
+      const int64_t n = kv_lengths[(held + R - 1) % R];
+      next_k = kbuf[step % 2].slice(0, 0, B * n * H * D).view({B, n, H, D});
+      next_v = vbuf[step % 2].slice(0, 0, B * n * H * D).view({B, n, H, D});
+      transfer = ring.start(
+          {P2POp::send(cur_k, next), P2POp::send(cur_v, next), P2POp::recv(next_k, prev), P2POp::recv(next_v, prev)});
+    }
+    if (queries && kv_lengths[held] > 0) {
+      if (!accumulated) {
+        be.attention(out_is_acc ? acc : block_out, acc_lse, q, cur_k, cur_v, scale);
+        if (!out_is_acc) be.copy(acc, block_out);
+        accumulated = true;
+      } else {
+        be.attention(block_out, block_lse, q, cur_k, cur_v, scale);
+        lse_merge(be, acc, acc_lse, block_out, block_lse);
+      }
+    }
+    if (transfer) {
+      transfer->wait();
+      cur_k = next_k;
+      cur_v = next_v;
+    }
+  }
+  if (!out_is_acc && queries) be.copy(out, acc);
+}
+
+}  // namespace paradit
