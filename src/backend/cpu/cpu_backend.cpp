@@ -1,0 +1,29 @@
+#include "backend/cpu/cpu_backend.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <memory>
+
+#include "paradit/core/status.h"
+
+namespace paradit {
+
+CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_num_procs()) {
+  // We parallelise matmuls ourselves (tiles over OpenMP threads, each calling a single-threaded sgemm): that
+  // honours `threads` per backend and lets several backends run side by side as CPU ranks. OpenBLAS's own
+  // thread pool would fight our OpenMP threads for the same cores, so it is kept to one thread. The setting
+  // is process-wide, which is fine since this backend is OpenBLAS's only user.
+  openblas_set_num_threads(1);
+}
+
+std::string CpuBackend::name() const {
+  return "cpu (" + std::to_string(threads_) + (threads_ == 1 ? " thread)" : " threads)");
+}
+
+std::unique_ptr<Backend> create_cpu_backend(int threads) {
+  PD_REQUIRE(threads >= 0, "create_cpu_backend: threads must be >= 0 (0 = every core), got ", threads);
+  return std::make_unique<CpuBackend>(threads);
+}
+
+}  // namespace paradit

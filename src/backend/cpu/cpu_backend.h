@@ -1,0 +1,51 @@
+// The fp32 reference backend: host memory, OpenMP over rows, OpenBLAS for matmuls.
+//
+// Every other backend is checked against this one, so correctness comes before speed: accumulations that
+// feed a normalisation (LayerNorm, RMSNorm, softmax sums) are done in double.
+#pragma once
+
+#include <string>
+
+#include "paradit/backend/backend.h"
+
+namespace paradit {
+
+class CpuBackend final : public Backend {
+ public:
+  // threads = 0 uses every core.
+  explicit CpuBackend(int threads);
+
+  std::string name() const override;
+  Device device() const override { return Device::cpu(); }
+  DType compute_dtype() const override { return DType::kF32; }
+  Allocator& allocator() override { return cpu_allocator(); }
+  void synchronize() override {}  // every op has finished when it returns
+
+  void copy(const Tensor& dst, const Tensor& src) override;
+  void fill(const Tensor& dst, float value) override;
+  void fill_random(const Tensor& dst, uint64_t seed, float stddev) override;
+
+  void linear(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, Epilogue ep) override;
+  void linear_gated_residual(const Tensor& residual, const Tensor& x, const Tensor& w, const Tensor& bias,
+                             const Tensor& gate) override;
+
+  void layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale,
+                           float eps) override;
+  void rms_norm_rope(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& cos, const Tensor& sin,
+                     float eps) override;
+
+  void attention(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                 float scale) override;
+
+  void silu(const Tensor& y, const Tensor& x) override;
+  void gelu_tanh(const Tensor& y, const Tensor& x) override;
+  void add(const Tensor& y, const Tensor& a, const Tensor& b) override;
+  void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate) override;
+
+  int threads() const { return threads_; }
+
+ private:
+  int threads_;
+};
+
+}  // namespace paradit
