@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "paradit/backend/backend.h"
 #include "paradit/core/tensor.h"
@@ -33,5 +34,30 @@ Tensor gelu_tanh(const Tensor& x);
 Tensor add(const Tensor& a, const Tensor& b);
 // x + gate ⊙ y: x, y [B, S, D], gate [B, D].
 Tensor gated_add(const Tensor& x, const Tensor& y, const Tensor& gate);
+// alpha·a + beta·b; a and b of any dtypes, read as their f32 values.
+Tensor axpby(const Tensor& a, float alpha, const Tensor& b, float beta);
+Tensor mul(const Tensor& a, const Tensor& b);
+// x·σ(1.702·x).
+Tensor quick_gelu(const Tensor& x);
+
+// Text encoders.
+// out[b, s] = table[ids[b·S + s]]: table [V, D] → [B, S, D], ids.size() = B·S.
+Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids, int64_t B, int64_t S);
+// LN(x)·weight + bias over the last dim (biased variance); bias may be undefined.
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);
+// softmax(scale·q·kᵀ + bias[h])·v over the keys j ≤ i when causal, every key otherwise: q [B, Sq, H, d],
+// k/v [B, Skv, H, d], bias [H, Sq, Skv] or undefined. A query whose every key is hidden (−inf bias) gets 0.
+Tensor attention_biased(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const Tensor& bias,
+                        bool causal);
+
+// VAE (NHWC).
+// Stride-1 convolution with `pad` zeros on every side: x [B, H, W, Cin], w [Cout, kh, kw, Cin], bias [Cout] or
+// undefined → [B, H + 2·pad − kh + 1, W + 2·pad − kw + 1, Cout].
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int pad);
+// GroupNorm (contiguous channel groups, statistics over H, W and the group's channels per batch entry, biased
+// variance), affine, then SiLU when silu: x [B, H, W, C], weight/bias [C].
+Tensor group_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, int groups, float eps, bool silu);
+// [B, H, W, C] → [B, 2H, 2W, C], y[b, i, j] = x[b, i/2, j/2].
+Tensor upsample_nearest2x(const Tensor& x);
 
 }  // namespace paradit::test::ref

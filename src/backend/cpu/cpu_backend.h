@@ -4,7 +4,9 @@
 // feed a normalisation (LayerNorm, RMSNorm, softmax sums) are done in double.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "paradit/backend/backend.h"
 
@@ -41,6 +43,21 @@ class CpuBackend final : public Backend {
   void gelu_tanh(const Tensor& y, const Tensor& x) override;
   void add(const Tensor& y, const Tensor& a, const Tensor& b) override;
   void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate) override;
+  void axpby(const Tensor& y, const Tensor& a, float alpha, const Tensor& b, float beta) override;
+  void mul(const Tensor& y, const Tensor& a, const Tensor& b) override;
+  void quick_gelu(const Tensor& y, const Tensor& x) override;
+
+  // Text encoders.
+  void embedding(const Tensor& out, const Tensor& table, const std::vector<int32_t>& ids) override;
+  void layer_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps) override;
+  void attention_biased(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                        const Tensor& bias, bool causal) override;
+
+  // VAE.
+  void conv2d(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, int pad) override;
+  void group_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias, int groups, float eps,
+                  bool silu) override;
+  void upsample_nearest2x(const Tensor& y, const Tensor& x) override;
 
   int threads() const { return threads_; }
 

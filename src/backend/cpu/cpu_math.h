@@ -45,6 +45,9 @@ inline float gelu_tanh(float x) {
 // x·σ(x); a large negative x gives x/inf = −0 rather than NaN.
 inline float silu(float x) { return x / (1.0f + cpu::exp(-x)); }
 
+// CLIP's quick_gelu, x·σ(1.702·x); like silu, a large negative x gives −0.
+inline float quick_gelu(float x) { return x / (1.0f + cpu::exp(-1.702f * x)); }
+
 // max of n ≥ 1 floats, in eight independent lanes so that it vectorises.
 inline float row_max(const float* s, int64_t n) {
   float m[8];

@@ -1,11 +1,31 @@
-// layer_norm_modulate and rms_norm_rope: one row per loop iteration, statistics accumulated in double (this
-// is the reference the bf16 kernels are judged by, so it should not add error of its own).
+// layer_norm_modulate, layer_norm and rms_norm_rope: one row per loop iteration, statistics accumulated in
+// double (this is the reference the bf16 kernels are judged by, so it should not add error of its own).
 #include <cmath>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_check.h"
 
 namespace paradit {
+namespace {
+
+struct RowStats {
+  double mean, rstd;  // rstd = 1/√(biased variance + eps)
+};
+
+// Two passes over the row: no cancellation when |mean| ≫ std.
+RowStats row_stats(const float* x, int64_t D, float eps) {
+  double sum = 0;
+  for (int64_t i = 0; i < D; ++i) sum += x[i];
+  const double mean = sum / double(D);
+  double sq = 0;
+  for (int64_t i = 0; i < D; ++i) {
+    const double c = x[i] - mean;
+    sq += c * c;
+  }
+  return {mean, 1.0 / std::sqrt(sq / double(D) + double(eps))};
+}
+
+}  // namespace
 
 void CpuBackend::layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale,
                                      float eps) {
@@ -34,15 +54,7 @@ void CpuBackend::layer_norm_modulate(const Tensor& y, const Tensor& x, const Ten
   cpu::parallel_for(threads_, B * S, 8 * D, [&](int64_t r) {
     const float* xp = xr.row(r);
     float* yp = yr.row(r);
-    double sum = 0;
-    for (int64_t i = 0; i < D; ++i) sum += xp[i];
-    const double mean = sum / double(D);
-    double sq = 0;  // two passes: no cancellation when |mean| ≫ std
-    for (int64_t i = 0; i < D; ++i) {
-      const double c = xp[i] - mean;
-      sq += c * c;
-    }
-    const double rstd = 1.0 / std::sqrt(sq / double(D) + double(eps));
+    const auto [mean, rstd] = row_stats(xp, D, eps);
     if (modulate) {
       const int64_t b = r / S;
       const float* sh = shift.data_as<float>() + b * shift.stride(0);
@@ -50,6 +62,40 @@ void CpuBackend::layer_norm_modulate(const Tensor& y, const Tensor& x, const Ten
       for (int64_t i = 0; i < D; ++i) yp[i] = float((xp[i] - mean) * rstd * (1.0 + double(sc[i])) + double(sh[i]));
     } else {
       for (int64_t i = 0; i < D; ++i) yp[i] = float((xp[i] - mean) * rstd);
+    }
+  });
+}
+
+void CpuBackend::layer_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps) {
+  const char* op = "layer_norm";
+  cpu::require_f32_rows(op, "y", y);
+  cpu::require_f32_rows(op, "x", x);
+  cpu::require_shape(op, "y", y, x.shape());
+  const int64_t D = x.size(-1);
+  cpu::require_f32_rows(op, "weight", weight);
+  cpu::require_shape(op, "weight", weight, {D});
+  if (bias.defined()) {
+    cpu::require_f32_rows(op, "bias", bias);
+    cpu::require_shape(op, "bias", bias, {D});
+  }
+  PD_REQUIRE(eps >= 0, op, ": eps must be >= 0, got ", eps);
+  PD_REQUIRE(!cpu::may_overlap(y, weight) && !cpu::may_overlap(y, bias), op, ": y ", y.desc(),
+             " overlaps weight or bias");
+  // y may alias x exactly: a row's statistics are complete before the row is written.
+  PD_REQUIRE(!cpu::may_overlap(y, x) || (y.data() == x.data() && y.strides() == x.strides()), op, ": y ",
+             y.desc(), " partially overlaps x ", x.desc(), " (only exact aliasing is allowed)");
+  if (y.numel() == 0) return;
+  const cpu::Rows xr(x), yr(y);
+  const float* w = weight.data_as<float>();
+  const float* b = bias.defined() ? bias.data_as<float>() : nullptr;
+  cpu::parallel_for(threads_, xr.count(), 8 * D, [&](int64_t r) {
+    const float* xp = xr.row(r);
+    float* yp = yr.row(r);
+    const auto [mean, rstd] = row_stats(xp, D, eps);
+    if (b) {
+      for (int64_t i = 0; i < D; ++i) yp[i] = float((xp[i] - mean) * rstd * double(w[i]) + double(b[i]));
+    } else {
+      for (int64_t i = 0; i < D; ++i) yp[i] = float((xp[i] - mean) * rstd * double(w[i]));
     }
   });
 }
