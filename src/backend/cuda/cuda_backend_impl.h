@@ -1,0 +1,89 @@
+// The CUDA backend: one GPU, one stream, one caching allocator over cudaMalloc, a cuBLASLt matmul cache and a
+// cuDNN attention-graph cache. Ops validate their arguments here (cuda_backend.cpp, cuda_ops.cpp) and hand
+// raw pointers and strides to the launchers of the kernel families (copy.cu, elementwise.cu, layer_norm.cu,
+// rms_norm_rope.cu) or to the libraries (matmul.cpp, attention.cpp).
+//
+// Every op is enqueued on the backend's stream and returns without waiting (copies to pageable host memory
+// excepted, which CUDA completes before returning). Scratch blocks go back to the allocator as soon as their
+// op is enqueued: reusing them is safe because every op of this backend is ordered on that one stream. A
+// backend is used by one thread at a time (one worker per GPU).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <string>
+
+#include "backend/cuda/attention.h"
+#include "backend/cuda/matmul.h"
+#include "paradit/backend/cuda_backend.h"
+
+namespace paradit {
+
+class CudaBackendImpl final : public CudaBackend {
+ public:
+  explicit CudaBackendImpl(int index);
+  ~CudaBackendImpl() override;
+
+  std::string name() const override { return name_; }
+  Device device() const override { return Device::cuda(index_); }
+  DType compute_dtype() const override { return DType::kBF16; }
+  Allocator& allocator() override { return *alloc_; }
+  void synchronize() override;
+
+  void copy(const Tensor& dst, const Tensor& src) override;
+  void fill(const Tensor& dst, float value) override;
+  void fill_random(const Tensor& dst, uint64_t seed, float stddev) override;
+
+  void linear(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, Epilogue ep) override;
+  void linear_gated_residual(const Tensor& residual, const Tensor& x, const Tensor& w, const Tensor& bias,
+                             const Tensor& gate) override;
+  void layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale,
+                           float eps) override;
+  void rms_norm_rope(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& cos, const Tensor& sin,
+                     float eps) override;
+  void attention(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                 float scale) override;
+
+  void silu(const Tensor& y, const Tensor& x) override;
+  void gelu_tanh(const Tensor& y, const Tensor& x) override;
+  void add(const Tensor& y, const Tensor& a, const Tensor& b) override;
+  void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate) override;
+
+  AllocatorStats memory_stats() const override { return alloc_->stats(); }
+  void reset_peak() override { alloc_->reset_peak(); }
+  void release_cached() override { alloc_->release_cached(); }
+  void* stream() const override { return stream_; }
+
+ private:
+  void release() noexcept;
+  // The tensor is defined and lives on this backend's GPU.
+  void require_here(const char* op, const char* name, const Tensor& t) const;
+  void copy_host_to_device(const Tensor& dst, const Tensor& src);
+  void copy_device_to_host(const Tensor& dst, const Tensor& src);
+
+  int index_;
+  std::string name_;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<CachingAllocator> alloc_;
+  std::unique_ptr<cuda::LtMatmul> matmul_;
+  std::unique_ptr<cuda::Sdpa> sdpa_;  // created at the first attention call (cuDNN loads its engines then)
+};
+
+namespace cuda {
+
+// Makes `index` the calling thread's current device for the guard's lifetime (ops may be called from a thread
+// whose current device is another GPU).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int index);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int prev_ = -1, index_;
+};
+
+}  // namespace cuda
+}  // namespace paradit

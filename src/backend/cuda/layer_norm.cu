@@ -1,0 +1,144 @@
+// Fused LayerNorm + adaLN modulation: one block per row. The row is read once into registers (16-byte loads),
+// mean and variance are two block reductions over those registers in f32 (two-pass, so no cancellation), and
+// the modulated result is written once — one read and one write of x per call, the minimum. In place is safe:
+// a row is entirely in registers before any of it is written.
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/layer_norm.h"
+#include "backend/cuda/vec.cuh"
+
+namespace paradit::cuda {
+namespace {
+
+struct LnArgs {
+  bf16* y;
+  const bf16* x;
+  const bf16* shift;  // null: plain LayerNorm
+  const bf16* scale;
+  int64_t S, D;
+  int64_t x_b, x_s, y_b, y_s, shift_b, scale_b;  // strides in elements
+  float eps;
+};
+
+// Each thread holds up to VPT vectors of VEC elements (vector c of the row goes to thread c % blockDim.x), kept
+// as raw bf16 and converted again in each pass: half the registers of an f32 copy, so more blocks fit on an SM
+// and more loads are in flight — this kernel is bound by memory latency, not arithmetic. shift/scale are read
+// after the statistics: they are rows of a small [B, 6D] buffer that every row of the batch shares (L2 hits).
+template <int VEC, int VPT, bool MOD>
+__global__ void __launch_bounds__(1024) layer_norm_modulate_kernel(LnArgs a) {
+  __shared__ float scratch[32];
+  const int64_t row = blockIdx.x;
+  const int64_t b = row / a.S, s = row % a.S;
+  const bf16* x = a.x + b * a.x_b + s * a.x_s;
+  const int nvec = int(a.D / VEC);
+
+  Vec<bf16, VEC> xr[VPT];
+#pragma unroll
+  for (int i = 0; i < VPT; ++i) {
+    const int c = threadIdx.x + i * blockDim.x;
+    if (c < nvec) xr[i].load(x + int64_t(c) * VEC);
+  }
+
+  float sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < VPT; ++i) {
+    const int c = threadIdx.x + i * blockDim.x;
+    if (c < nvec) {
+      float v[VEC];
+      xr[i].to_f32(v);
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) sum += v[j];
+    }
+  }
+  const float inv_d = 1.0f / float(a.D);
+  const float mean = block_sum(sum, scratch) * inv_d;
+  float sq = 0.0f;
+#pragma unroll
+  for (int i = 0; i < VPT; ++i) {
+    const int c = threadIdx.x + i * blockDim.x;
+    if (c < nvec) {
+      float v[VEC];
+      xr[i].to_f32(v);
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) sq += (v[j] - mean) * (v[j] - mean);
+    }
+  }
+  const float rstd = rsqrtf(block_sum(sq, scratch) * inv_d + a.eps);
+
+  bf16* y = a.y + b * a.y_b + s * a.y_s;
+  const bf16* shift = MOD ? a.shift + b * a.shift_b : nullptr;
+  const bf16* scale = MOD ? a.scale + b * a.scale_b : nullptr;
+#pragma unroll
+  for (int i = 0; i < VPT; ++i) {
+    const int c = threadIdx.x + i * blockDim.x;
+    if (c < nvec) {
+      float out[VEC];
+      xr[i].to_f32(out);
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) out[j] = (out[j] - mean) * rstd;
+      if constexpr (MOD) {
+        float sh[VEC], sc[VEC];
+        load_f32<VEC>(shift + int64_t(c) * VEC, sh);
+        load_f32<VEC>(scale + int64_t(c) * VEC, sc);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) out[j] = fmaf(out[j], 1.0f + sc[j], sh[j]);
+      }
+      store_f32<VEC>(y + int64_t(c) * VEC, out);
+    }
+  }
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <int VEC, bool MOD>
+void launch_vec(const LnArgs& a, int64_t rows, cudaStream_t stream) {
+  const int64_t nvec = a.D / VEC;
+  // Fewest vectors per thread that keep the block at ≤ 256 threads (≤ 1024 for very wide rows).
+  int vpt = 1;
+  while (vpt < 16 && (nvec + vpt - 1) / vpt > 256) vpt *= 2;
+  const int64_t threads_needed = (nvec + vpt - 1) / vpt;
+  if (threads_needed > 1024)
+    PD_THROW(kUnimplemented, "layer_norm_modulate: rows of ", a.D, " elements are wider than this kernel supports (",
+             1024 * 16 * VEC, ")");
+  const unsigned threads = unsigned((threads_needed + 31) / 32 * 32);
+  const unsigned blocks = unsigned(rows);
+  switch (vpt) {
+    case 1: layer_norm_modulate_kernel<VEC, 1, MOD><<<blocks, threads, 0, stream>>>(a); break;
+    case 2: layer_norm_modulate_kernel<VEC, 2, MOD><<<blocks, threads, 0, stream>>>(a); break;
+    case 4: layer_norm_modulate_kernel<VEC, 4, MOD><<<blocks, threads, 0, stream>>>(a); break;
+    case 8: layer_norm_modulate_kernel<VEC, 8, MOD><<<blocks, threads, 0, stream>>>(a); break;
+    default: layer_norm_modulate_kernel<VEC, 16, MOD><<<blocks, threads, 0, stream>>>(a); break;
+  }
+  PD_CUDA_CHECK_LAUNCH("layer_norm_modulate_kernel");
+}
+
+}  // namespace
+
+void launch_layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale,
+                                float eps, cudaStream_t stream) {
+  const int64_t B = x.size(0), S = x.size(1), D = x.size(2);
+  if (B * S == 0 || D == 0) return;
+  PD_REQUIRE(B * S < (int64_t(1) << 31), "layer_norm_modulate: ", B * S, " rows is above the grid limit");
+  const bool mod = shift.defined();
+  LnArgs a{y.data_as<bf16>(),
+           x.data_as<bf16>(),
+           mod ? shift.data_as<bf16>() : nullptr,
+           mod ? scale.data_as<bf16>() : nullptr,
+           S,
+           D,
+           x.stride(0),
+           x.stride(1),
+           y.stride(0),
+           y.stride(1),
+           mod ? shift.stride(0) : 0,
+           mod ? scale.stride(0) : 0,
+           eps};
+  bool vec8 = D % 8 == 0 && aligned16(a.x) && aligned16(a.y) && a.x_b % 8 == 0 && a.x_s % 8 == 0 &&
+              a.y_b % 8 == 0 && a.y_s % 8 == 0;
+  if (mod) vec8 = vec8 && aligned16(a.shift) && aligned16(a.scale) && a.shift_b % 8 == 0 && a.scale_b % 8 == 0;
+  if (vec8)
+    mod ? launch_vec<8, true>(a, B * S, stream) : launch_vec<8, false>(a, B * S, stream);
+  else
+    mod ? launch_vec<1, true>(a, B * S, stream) : launch_vec<1, false>(a, B * S, stream);
+}
+
+}  // namespace paradit::cuda

@@ -1,0 +1,75 @@
+// bf16 GEMMs through cuBLASLt with fused epilogues, for Backend::linear (and linear_gated_residual's GEMM).
+//
+// Row-major y[M, N] = x[M, K]·w[N, K]ᵀ is, in cuBLASLt's column-major terms, D[N, M] = Aᵀ·B with A = w (a K×N
+// column-major matrix, ld K) and B = x (K×M, ld = x's row stride): the "TN" layout that Hopper's fastest kernels
+// take. The bias is a per-row vector of D, which is what CUBLASLT_EPILOGUE_BIAS adds.
+//
+// Descriptors, layouts and the heuristic's algorithm are built on the first call for a shape (dimensions,
+// leading dimensions, batch strides, epilogue, pointer alignments) and reused afterwards, so a steady-state
+// call costs a hash lookup, one attribute write (the bias pointer) and cublasLtMatmul. The heuristic's first
+// answer is taken: timing all eight of its candidates on the FLUX shapes (H100) found none more than 2% faster,
+// which would not pay for autotuning (nor for its synchronisations, which CUDA-graph capture forbids).
+//
+// The epilogue GELU of cuBLASLt is the tanh approximation (as PyTorch relies on for gelu(approximate="tanh"));
+// at bf16 output it is indistinguishable from the erf form anyway.
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+
+#include "paradit/backend/backend.h"
+#include "paradit/core/allocator.h"
+
+namespace paradit::cuda {
+
+// One GEMM problem in row-major terms: per batch, y[rows, n] (row stride ldy) = x[rows, k] (row stride ldx)
+// · w[n, k]ᵀ, over `batch` batches with the given batch strides (elements).
+struct GemmProblem {
+  int64_t rows = 0, n = 0, k = 0;
+  int64_t ldx = 0, ldy = 0;
+  int64_t batch = 1, batch_stride_x = 0, batch_stride_y = 0;
+};
+
+class LtMatmul {
+ public:
+  // workspace_bytes of scratch are taken from `alloc` once and kept.
+  LtMatmul(Allocator& alloc, size_t workspace_bytes);
+  ~LtMatmul();
+  LtMatmul(const LtMatmul&) = delete;
+  LtMatmul& operator=(const LtMatmul&) = delete;
+
+  // y = ep(x·wᵀ + bias), bf16 in and out, f32 accumulation; bias may be null.
+  void linear(const GemmProblem& p, void* y, const void* x, const void* w, const void* bias, Epilogue ep,
+              cudaStream_t stream);
+
+ private:
+  // Everything the heuristic's choice depends on.
+  struct Key {
+    GemmProblem p;
+    Epilogue ep;
+    bool has_bias;
+    uint16_t align_x, align_w, align_y, align_bias;  // bytes, ≤ 256
+    bool operator==(const Key& o) const;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const;
+  };
+  struct Plan;
+
+  // The cached plan for key, built on first use (heuristic query included); null when cuBLASLt has none.
+  Plan* plan_for(const Key& key, const void* bias);
+  Key make_key(const GemmProblem& p, Epilogue ep, const void* y, const void* x, const void* w,
+               const void* bias) const;
+
+  Allocator& alloc_;
+  cublasLtHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
+  std::unordered_map<Key, std::unique_ptr<Plan>, KeyHash> cache_;
+};
+
+}  // namespace paradit::cuda

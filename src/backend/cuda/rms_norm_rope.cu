@@ -1,0 +1,179 @@
+// Fused per-head RMSNorm + RoPE on q or k in place. A group of LANES lanes owns one (b, s, h) row of d elements
+// (for d = 128: 16 lanes, one 16-byte vector each, two rows per warp); the sum of squares is a shuffle
+// reduction inside the group, and each lane's vectors hold whole (2k, 2k+1) pairs, so the rotation needs no
+// data from other lanes. Rows are ordered (b, s, h) with h fastest, so consecutive groups share the cos/sin row
+// of their token, which stays in L1/L2.
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/rms_norm_rope.h"
+#include "backend/cuda/vec.cuh"
+
+namespace paradit::cuda {
+namespace {
+
+struct RopeArgs {
+  bf16* y;
+  const bf16* x;
+  const bf16* weight;
+  const float* cos;  // null: no rotation
+  const float* sin;
+  int64_t rows, S, H, d;
+  int64_t x_b, x_s, x_h, y_b, y_s, y_h, cos_s, sin_s;  // strides in elements
+  float eps;
+};
+
+constexpr int kThreads = 256;
+
+template <int VEC, int LANES, int VPL, bool ROPE>
+__global__ void __launch_bounds__(kThreads) rms_norm_rope_kernel(RopeArgs a) {
+  constexpr int kRowsPerBlock = kThreads / LANES;
+  const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / LANES;
+  if (row >= a.rows) return;  // the whole group leaves together: its shuffles below stay consistent
+  const int lane = threadIdx.x % LANES;
+  const int warp_lane = threadIdx.x & 31;
+  const unsigned mask =
+      LANES == 32 ? 0xffffffffu : (((1u << (LANES % 32)) - 1u) << (warp_lane & ~(LANES - 1)));
+
+  const int64_t h = row % a.H, t = row / a.H;
+  const int64_t s = t % a.S, b = t / a.S;
+  const bf16* x = a.x + b * a.x_b + s * a.x_s + h * a.x_h;
+  const int nvec = int(a.d / VEC);
+
+  // x is the only load from DRAM; weight and the token's cos/sin row are read after the reduction, from L1/L2
+  // (every head of the token and every row use them), which keeps registers — and so occupancy — low.
+  Vec<bf16, VEC> xr[VPL];
+#pragma unroll
+  for (int i = 0; i < VPL; ++i) {
+    const int c = lane + i * LANES;
+    if (c < nvec) xr[i].load(x + int64_t(c) * VEC);
+  }
+  float v[VPL][VEC];
+  float ss = 0.0f;
+#pragma unroll
+  for (int i = 0; i < VPL; ++i) {
+    const int c = lane + i * LANES;
+    if (c < nvec) {
+      xr[i].to_f32(v[i]);
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) ss += v[i][j] * v[i][j];
+    }
+  }
+  ss = group_sum<LANES>(ss, mask);
+  const float r = rsqrtf(ss / float(a.d) + a.eps);
+
+  bf16* y = a.y + b * a.y_b + s * a.y_s + h * a.y_h;
+#pragma unroll
+  for (int i = 0; i < VPL; ++i) {
+    const int c = lane + i * LANES;
+    if (c < nvec) {
+      float w[VEC], n[VEC];
+      load_f32<VEC>(a.weight + int64_t(c) * VEC, w);
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) n[j] = v[i][j] * r * w[j];
+      if constexpr (ROPE) {
+        float cs[VEC], sn[VEC], out[VEC];
+        load_f32<VEC>(a.cos + s * a.cos_s + int64_t(c) * VEC, cs);
+        load_f32<VEC>(a.sin + s * a.sin_s + int64_t(c) * VEC, sn);
+#pragma unroll
+        for (int j = 0; j < VEC; j += 2) {
+          const float e = n[j], o = n[j + 1];
+          out[j] = e * cs[j] - o * sn[j];
+          out[j + 1] = o * cs[j + 1] + e * sn[j + 1];
+        }
+        store_f32<VEC>(y + int64_t(c) * VEC, out);
+      } else {
+        store_f32<VEC>(y + int64_t(c) * VEC, n);
+      }
+    }
+  }
+}
+
+template <int VEC, int LANES, bool ROPE>
+void launch_lanes(const RopeArgs& a, int vpl, cudaStream_t stream) {
+  constexpr int kRowsPerBlock = kThreads / LANES;
+  const int64_t blocks = (a.rows + kRowsPerBlock - 1) / kRowsPerBlock;
+  PD_REQUIRE(blocks < (int64_t(1) << 31), "rms_norm_rope: ", a.rows, " rows is above the grid limit");
+  switch (vpl) {
+    case 1: rms_norm_rope_kernel<VEC, LANES, 1, ROPE><<<unsigned(blocks), kThreads, 0, stream>>>(a); break;
+    case 2: rms_norm_rope_kernel<VEC, LANES, 2, ROPE><<<unsigned(blocks), kThreads, 0, stream>>>(a); break;
+    case 4: rms_norm_rope_kernel<VEC, LANES, 4, ROPE><<<unsigned(blocks), kThreads, 0, stream>>>(a); break;
+    default: rms_norm_rope_kernel<VEC, LANES, 8, ROPE><<<unsigned(blocks), kThreads, 0, stream>>>(a); break;
+  }
+  PD_CUDA_CHECK_LAUNCH("rms_norm_rope_kernel");
+}
+
+template <bool ROPE>
+void launch_rope(const RopeArgs& a, int vec, cudaStream_t stream) {
+  const int64_t nvec = a.d / vec;
+  int lanes = 32;
+  if (vec == 8) {
+    lanes = 8;
+    while (lanes < 32 && lanes < nvec) lanes *= 2;
+  }
+  int vpl = 1;
+  while (vpl < 8 && int64_t(vpl) * lanes < nvec) vpl *= 2;
+  if (int64_t(vpl) * lanes < nvec)
+    PD_THROW(kUnimplemented, "rms_norm_rope: head dim ", a.d, " is above what this kernel supports (",
+             32 * 8 * vec, " at this alignment)");
+  if (vec == 8) {
+    if (lanes == 8) return launch_lanes<8, 8, ROPE>(a, vpl, stream);
+    if (lanes == 16) return launch_lanes<8, 16, ROPE>(a, vpl, stream);
+    return launch_lanes<8, 32, ROPE>(a, vpl, stream);
+  }
+  if (vec == 2) return launch_lanes<2, 32, ROPE>(a, vpl, stream);
+  if constexpr (!ROPE) return launch_lanes<1, 32, false>(a, vpl, stream);
+  PD_THROW(kInternal, "rms_norm_rope: RoPE needs pairs in one lane");
+}
+
+bool aligned(const void* p, int bytes) { return reinterpret_cast<uintptr_t>(p) % uintptr_t(bytes) == 0; }
+
+}  // namespace
+
+void launch_rms_norm_rope(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& cos,
+                          const Tensor& sin, float eps, cudaStream_t stream) {
+  const bool rope = cos.defined();
+  RopeArgs a{y.data_as<bf16>(),
+             x.data_as<bf16>(),
+             weight.data_as<bf16>(),
+             rope ? cos.data_as<float>() : nullptr,
+             rope ? sin.data_as<float>() : nullptr,
+             x.size(0) * x.size(1) * x.size(2),
+             x.size(1),
+             x.size(2),
+             x.size(3),
+             x.stride(0),
+             x.stride(1),
+             x.stride(2),
+             y.stride(0),
+             y.stride(1),
+             y.stride(2),
+             rope ? cos.stride(0) : 0,
+             rope ? sin.stride(0) : 0,
+             eps};
+  if (a.rows == 0 || a.d == 0) return;
+
+  // Widest vector every operand allows: bf16 rows and weight at vec·2 bytes, cos/sin at min(16, vec·4) bytes.
+  const auto fits = [&](int vec) {
+    const int64_t bf_align = vec * 2;
+    if (a.d % vec != 0) return false;
+    if (!aligned(a.x, int(bf_align)) || !aligned(a.y, int(bf_align)) || !aligned(a.weight, int(bf_align)))
+      return false;
+    for (int64_t st : {a.x_b, a.x_s, a.x_h, a.y_b, a.y_s, a.y_h})
+      if (st % vec != 0) return false;
+    if (rope) {
+      const int f_align = vec * 4 > 16 ? 16 : vec * 4;
+      if (!aligned(a.cos, f_align) || !aligned(a.sin, f_align)) return false;
+      if ((a.cos_s * 4) % f_align != 0 || (a.sin_s * 4) % f_align != 0) return false;
+    }
+    return true;
+  };
+  const int vec = fits(8) ? 8 : fits(2) ? 2 : 1;
+  if (rope) {
+    PD_REQUIRE(vec >= 2, "rms_norm_rope: RoPE needs an even head dim and 4-byte aligned rows (8-byte aligned cos/sin "
+               "rows); got x ", x.desc(), ", cos ", cos.desc());
+    launch_rope<true>(a, vec, stream);
+  } else {
+    launch_rope<false>(a, vec, stream);
+  }
+}
+
+}  // namespace paradit::cuda
