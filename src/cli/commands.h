@@ -4,6 +4,7 @@
 namespace paradit::cli {
 
 int bench_command(int argc, char** argv, int first);
+int generate_command(int argc, char** argv, int first);
 int inspect_command(int argc, char** argv, int first);
 
 }  // namespace paradit::cli

@@ -12,6 +12,7 @@ const char* kUsage =
     "usage: paradit <command> [options]\n"
     "\n"
     "commands:\n"
+    "  generate -p PROMPT  make images with FLUX.1 (no model given: the embedded tiny random pipeline)\n"
     "  bench transformer   time the FLUX.1 transformer forward (random weights of the real shape)\n"
     "  inspect PATH        describe a FLUX.1 checkpoint (diffusers folder or single file)\n"
     "\n"
@@ -27,7 +28,8 @@ int main(int argc, char** argv) {
   const std::string cmd = argv[1];
   int rc = 2;
   const paradit::Status st = paradit::capture([&] {
-    if (cmd == "bench") rc = paradit::cli::bench_command(argc, argv, 2);
+    if (cmd == "generate") rc = paradit::cli::generate_command(argc, argv, 2);
+    else if (cmd == "bench") rc = paradit::cli::bench_command(argc, argv, 2);
     else if (cmd == "inspect") rc = paradit::cli::inspect_command(argc, argv, 2);
     else {
       std::fprintf(stderr, "paradit: unknown command '%s'\n%s", cmd.c_str(), kUsage);

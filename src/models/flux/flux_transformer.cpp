@@ -4,7 +4,9 @@
 // into the joint stream z (text rows, then image rows); temb = t_emb (+ g_emb) + p_emb; the double-stream
 // blocks on z's row slices; the single-stream blocks on all of z; the final AdaLayerNormContinuous and
 // projection on the image rows. No host synchronisation between the first upload and the returned tensor.
+#include <array>
 #include <cmath>
+#include <vector>
 
 #include "models/flux/flux_blocks.h"
 #include "models/flux/flux_internal.h"
@@ -55,9 +57,9 @@ class FluxModel final : public FluxTransformer {
     };
 
     Workspace ws(backend_, config_, B, T, N);
-    const RopeTables rope = rope_tables(in.txt_ids, in.img_ids, config_.axes_dims_rope, kRopeTheta);
-    ws.cos = backend_.upload(rope.cos, DType::kF32);
-    ws.sin = backend_.upload(rope.sin, DType::kF32);
+    rope_.update(backend_, in.txt_ids, in.img_ids, config_.axes_dims_rope);
+    ws.cos = rope_.cos;
+    ws.sin = rope_.sin;
 
     backend_.linear(ws.img(ws.z), in.hidden_states, w_.img_in.w, w_.img_in.b, Epilogue::kNone);
     report("x_embedder_out", ws.img(ws.z));
@@ -147,8 +149,32 @@ class FluxModel final : public FluxTransformer {
     return temb;
   }
 
+  // The RoPE tables of the last position ids seen. Every step of a denoising loop passes the same ids, and
+  // building the tables on the host costs milliseconds at 1024² — time the GPU would sit idle.
+  struct RopeCache {
+    std::vector<float> txt_ids, img_ids;
+    Tensor cos, sin;
+
+    // The ids as a key; empty (never cached) unless they are plain f32 host memory.
+    static std::vector<float> key(const Tensor& ids) {
+      if (!ids.defined() || !ids.device().is_cpu() || ids.dtype() != DType::kF32 || !ids.is_contiguous()) return {};
+      const float* p = ids.data_as<float>();
+      return std::vector<float>(p, p + ids.numel());
+    }
+    void update(Backend& backend, const Tensor& txt, const Tensor& img, const std::array<int, 3>& axes) {
+      std::vector<float> t = key(txt), i = key(img);
+      if (cos.defined() && !i.empty() && t == txt_ids && i == img_ids) return;
+      const RopeTables rope = rope_tables(txt, img, axes, kRopeTheta);
+      cos = backend.upload(rope.cos, DType::kF32);
+      sin = backend.upload(rope.sin, DType::kF32);
+      txt_ids = std::move(t);
+      img_ids = std::move(i);
+    }
+  };
+
   Backend& backend_;
   FluxWeights w_;
+  RopeCache rope_;
 };
 
 std::unique_ptr<FluxTransformer> create(Backend& backend, const FluxConfig& config, const WeightSource& make) {

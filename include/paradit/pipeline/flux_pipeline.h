@@ -1,0 +1,139 @@
+// FluxPipeline: FLUX.1 text-to-image on one Backend, computing what diffusers' FluxPipeline computes.
+//
+// prompt → CLIP BPE + T5 SentencePiece tokens → CLIPTextModel (pooled) + T5EncoderModel (sequence) → from seeded
+// noise, `steps` FlowMatchEuler steps of the FLUX transformer (true CFG when a negative prompt and a scale > 1 are
+// given) → unpack → VAE decode → 8-bit RGB. The stages are public so that tests can check each against diffusers.
+//
+// Latents live on the device in f32 ([1, N, 64] packed, one image at a time) whatever the compute dtype; the
+// transformer gets a copy in compute dtype, and the Euler step x += dt·v runs in f32 (Backend::axpby). Noise is
+// drawn on the host (pipeline/latents.h), so a seed gives the same image on every backend and device count.
+// Batches follow stable-diffusion.cpp's --batch-count: image i is generated alone with seed + i, so any image of
+// a batch can be reproduced by itself.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "paradit/backend/backend.h"
+#include "paradit/models/vae.h"
+#include "paradit/text/tokenized_prompt.h"
+
+namespace paradit {
+
+// Where each piece of a FLUX.1 pipeline comes from: a diffusers FluxPipeline folder, single files as
+// stable-diffusion.cpp users have them, or both (a single file replaces that piece of the folder).
+struct FluxPipelineSources {
+  std::string model_dir;        // a diffusers FluxPipeline folder (model_index.json)
+  std::string diffusion_model;  // the transformer: BFL/ComfyUI flux1-dev.safetensors (or a diffusers folder)
+  std::string vae;              // ae.safetensors (LDM names) or a diffusers vae folder
+  std::string clip_l;           // ComfyUI clip_l.safetensors or a transformers folder
+  std::string t5xxl;            // ComfyUI t5xxl_fp16.safetensors or a transformers folder
+  std::string clip_tokenizer;   // a folder with vocab.json and merges.txt (FLUX.1's tokenizer/)
+  std::string t5_tokenizer;     // spiece.model, tokenizer.json, or a folder with them (FLUX.1's tokenizer_2/)
+  // A diffusers FluxPipeline folder whose <component>/config.json files describe the single files. Needed only
+  // for networks of unpublished sizes (tests' tiny models); FLUX.1's configs are inferred from tensor shapes.
+  std::string config_dir;
+
+  // The small random pipeline shipped in the repository (models/tiny-flux), looked for next to the executable
+  // (./models, ../models, ../share/paradit/models) and then in the source tree this library was built from.
+  // Throws kNotFound naming the places searched.
+  static FluxPipelineSources embedded_default();
+  bool embedded = false;  // set by embedded_default(): messages then say the weights are random
+  // True when no piece is given (the front end then uses embedded_default()).
+  bool empty() const;
+};
+
+enum class FluxVariant { kDev, kSchnell };  // from the transformer: guidance embedding ⇒ dev
+
+struct FluxPipelineOptions {
+  // Frees the text encoders' weights once a request's prompts are encoded (reloaded when the next one needs
+  // them): FLUX.1's T5-XXL is 9.5 GB in bf16, memory the transformer can use.
+  bool release_text_encoders = false;
+  // Decode large images tile by tile (diffusers' enable_tiling()).
+  bool vae_tiling = false;
+};
+
+// One generation request (FluxPipeline.__call__'s arguments that matter here).
+struct FluxRequest {
+  std::string prompt;
+  std::optional<std::string> negative_prompt;  // true CFG when given and true_cfg_scale > 1 (diffusers' rule)
+  float true_cfg_scale = 1.0f;                 // v = v_neg + s·(v_pos − v_neg)
+  float guidance = 3.5f;                       // the distilled guidance of dev models; schnell has none
+  int steps = 0;                               // 0: the variant's default (28 dev, 4 schnell)
+  int64_t width = 1024, height = 1024;         // pixels, multiples of 16
+  uint64_t seed = 42;                          // image i of the batch uses seed + i
+  int batch_count = 1;
+  int max_sequence_length = 0;  // T5 tokens, 1..512; 0: the variant's default (512 dev, 256 schnell)
+  // Replaces the seeded noise: host f32 packed [batch_count, (H/16)·(W/16), 64] (see load_init_latents).
+  Tensor init_latents;
+};
+
+struct FluxProgress {
+  int image = 0, images = 1;  // 0-based image of the batch
+  int step = 0, steps = 0;    // steps done (1..steps)
+  double step_seconds = 0;    // the last step's wall time
+};
+using FluxProgressCallback = std::function<void(const FluxProgress&)>;
+
+struct FluxTimings {
+  double encode_s = 0, denoise_s = 0, decode_s = 0;
+  std::vector<double> step_s;  // every denoising step of every image, in order
+};
+
+struct FluxResult {
+  std::vector<Rgb8Image> images;
+  std::vector<uint64_t> seeds;  // per image
+  Tensor latents;               // host f32 packed [batch_count, N, 64] after the last step
+  int steps = 0, max_sequence_length = 0;  // the values used (defaults resolved)
+  FluxTimings timings;
+  std::vector<std::string> warnings;  // also logged: truncated prompts, ignored options
+};
+
+// A prompt as the transformer sees it.
+struct FluxPromptEmbeds {
+  TokenizedPrompt clip_tokens, t5_tokens;
+  Tensor prompt_embeds;  // T5 last_hidden_state [1, T, joint_attention_dim], compute dtype, on the device
+  Tensor pooled;         // CLIP pooler_output [1, pooled_projection_dim]
+};
+
+// Throws kInvalidArgument unless width and height are positive multiples of 16 (FluxPipeline would silently
+// floor them: the image would not have the size asked for).
+void check_flux_image_size(int64_t width, int64_t height);
+
+class FluxPipeline {
+ public:
+  // Resolves the sources (every missing piece named in one error), loads and cross-checks every component on
+  // `backend`, which must outlive the pipeline.
+  static std::unique_ptr<FluxPipeline> load(Backend& backend, const FluxPipelineSources& sources,
+                                            const FluxPipelineOptions& options = {});
+  virtual ~FluxPipeline() = default;
+
+  virtual FluxVariant variant() const = 0;
+  int default_steps() const { return variant() == FluxVariant::kDev ? 28 : 4; }
+  int default_max_sequence_length() const { return variant() == FluxVariant::kDev ? 512 : 256; }
+  // "tiny-flux", "FLUX.1-dev", the diffusion model's file name: for messages and PNG metadata.
+  virtual const std::string& model_name() const = 0;
+  virtual double load_seconds() const = 0;
+
+  virtual FluxResult generate(const FluxRequest& request, const FluxProgressCallback& progress = {}) = 0;
+
+  // --- Stages (generate() is these in order) ---
+  // Tokenizes (CLIP 77 tokens, T5 max_sequence_length; a longer prompt is truncated with a warning appended to
+  // *warnings and logged) and encodes.
+  virtual FluxPromptEmbeds encode_prompt(const std::string& prompt, int max_sequence_length,
+                                         std::vector<std::string>* warnings) = 0;
+  // Encodes given token ids: CLIP's (77) and T5's (any length 1..512).
+  virtual FluxPromptEmbeds encode_tokens(const std::vector<int32_t>& clip_ids, const std::vector<int32_t>& t5_ids) = 0;
+  // Denoises one image from host f32 packed latents [1, N, 64] of a width×height image; negative is used when
+  // defined and true_cfg_scale > 1. Returns the final latents, host f32 [1, N, 64]. `progress` gets image 0.
+  virtual Tensor denoise(const Tensor& latents, int64_t width, int64_t height, int steps, float guidance,
+                         const FluxPromptEmbeds& positive, const FluxPromptEmbeds* negative, float true_cfg_scale,
+                         const FluxProgressCallback& progress = {}) = 0;
+  // Host f32 packed latents [B, N, 64] → B images of width×height.
+  virtual std::vector<Rgb8Image> decode(const Tensor& latents, int64_t width, int64_t height) = 0;
+};
+
+}  // namespace paradit
