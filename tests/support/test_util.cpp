@@ -1,6 +1,7 @@
 #include "test_util.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <random>
 
@@ -85,7 +86,12 @@ double max_abs_diff(const Tensor& a, const Tensor& b) {
   return m;
 }
 
-std::string fixtures_dir() { return PARADIT_FIXTURES_DIR; }
+// PARADIT_FIXTURES_DIR in the environment wins over the build-time path, so test binaries built on one
+// machine run on another (the GPU machine) against its copy of the tree.
+std::string fixtures_dir() {
+  const char* env = std::getenv("PARADIT_FIXTURES_DIR");
+  return env && *env ? env : PARADIT_FIXTURES_DIR;
+}
 
 std::unique_ptr<Backend> cuda_backend_or_null(std::string* why) {
   if (cuda_device_count(why) == 0) return nullptr;
