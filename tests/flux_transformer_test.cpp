@@ -83,6 +83,31 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, FluxFixture,
                                            Case{"flux_schnell_tiny", "diffusers"}, Case{"flux_schnell_tiny", "bfl"}),
                          [](const auto& info) { return info.param.fixture + "_" + info.param.layout; });
 
+// The model keeps the RoPE tables of the last ids it saw; new ids (same count, other positions) must rebuild them.
+TEST(FluxRope, CachedTablesFollowNewIds) {
+  const SafetensorsFile io = SafetensorsFile::open(fixture_dir("flux_schnell_tiny") + "/io.safetensors");
+  const FluxCheckpoint ckpt = open_layout("flux_schnell_tiny", "diffusers");
+  auto backend = create_cpu_backend();
+  auto reused = FluxTransformer::load(*backend, ckpt);
+  FluxInputs in = fixture_inputs(*backend, io);
+  const Tensor first = backend->download_f32(reused->forward(in));
+  EXPECT_LE(test::rel_l2(first, io.get("output")), kTol);
+
+  // The 3×5 grid read as 5×3: the same number of tokens at other positions.
+  Tensor moved = test::to_contiguous_f32(in.img_ids);
+  float* p = moved.data_as<float>();
+  for (int64_t i = 0; i < moved.size(0); ++i) {
+    p[i * 3 + 1] = float(i / 3);
+    p[i * 3 + 2] = float(i % 3);
+  }
+  in.img_ids = moved;
+  const Tensor again = backend->download_f32(reused->forward(in));
+  auto fresh = FluxTransformer::load(*backend, ckpt);
+  const Tensor expected = backend->download_f32(fresh->forward(in));
+  EXPECT_EQ(test::max_abs_diff(again, expected), 0.0);
+  EXPECT_GT(test::rel_l2(again, first), 1e-3) << "moving the tokens should change the output";
+}
+
 TEST(FluxRope, MatchesDiffusersTables) {
   for (const char* fixture : {"flux_dev_tiny", "flux_schnell_tiny"}) {
     const SafetensorsFile io = SafetensorsFile::open(fixture_dir(fixture) + "/io.safetensors");
