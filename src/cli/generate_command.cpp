@@ -1,4 +1,5 @@
-// `paradit generate`: FLUX.1 text-to-image into PNG files, with stable-diffusion.cpp's flag names.
+// `paradit generate`: FLUX.1 text-to-image into PNG files, with stable-diffusion.cpp's flag names, on one device
+// or split over several (--ulysses, --ring, --cfg-parallel, --dp, --gpus: runtime/engine.h).
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -11,6 +12,8 @@
 #include "paradit/io/png.h"
 #include "paradit/pipeline/flux_pipeline.h"
 #include "paradit/pipeline/latents.h"
+#include "paradit/runtime/engine.h"
+#include "paradit/runtime/mesh_plan.h"
 
 namespace paradit::cli {
 namespace {
@@ -22,6 +25,8 @@ struct GenerateArgs {
   float cfg_scale = 1.0f, guidance = 3.5f;
   int steps = 0, width = 1024, height = 1024, batch_count = 1, max_sequence_length = 0;
   bool vae_tiling = false, release_text_encoders = false, quiet = false, json = false;
+  MeshRequest mesh;
+  int threads_per_rank = 0;
 };
 
 void add_options(ArgParser& p, GenerateArgs& a) {
@@ -46,8 +51,15 @@ void add_options(ArgParser& p, GenerateArgs& a) {
   p.option("t5-tokenizer", "", &a.sources.t5_tokenizer, "T5's spiece.model or tokenizer.json");
   p.option("config-dir", "", &a.sources.config_dir,
            "diffusers FLUX.1 folder whose config.json files describe the single files (unpublished sizes only)");
-  p.option("device", "", &a.device, "cpu, cuda, cuda:N or auto");
+  p.option("device", "", &a.device, "cpu, cuda, cuda:N or auto; several ranks: cpu (CPU ranks), cuda or auto");
   p.option("dtype", "", &a.dtype, "compute dtype: auto, or the device's own (f32 on cpu, bf16 on cuda)");
+  p.option("ulysses", "", &a.mesh.ulysses, "Ulysses degree (sequence parallel, all-to-all of heads); 0: not set");
+  p.option("ring", "", &a.mesh.ring, "Ring degree (sequence parallel, K/V passed round the ranks); 0: not set");
+  p.flag("cfg-parallel", "", &a.mesh.cfg_parallel, "true CFG's two prompts side by side on two halves of the ranks");
+  p.option("dp", "", &a.mesh.dp, "data-parallel degree: the batch's images split over this many groups of ranks");
+  p.option("gpus", "", &a.mesh.ranks,
+           "ranks (GPUs, or CPU ranks with --device cpu): alone it picks the mesh, with degrees their product");
+  p.option("threads-per-rank", "", &a.threads_per_rank, "threads of each CPU rank; 0: the cores shared evenly");
   p.flag("vae-tiling", "", &a.vae_tiling, "decode large images tile by tile");
   p.flag("release-text-encoders", "", &a.release_text_encoders, "free the text encoders after encoding");
   p.flag("quiet", "q", &a.quiet, "no progress bar, no messages except warnings and errors");
@@ -79,6 +91,10 @@ void validate(const GenerateArgs& a) {
   PD_REQUIRE(a.dtype == "auto" || a.dtype == "f32" || a.dtype == "bf16", "--dtype must be auto, f32 or bf16, got '",
              a.dtype, "'");
   PD_REQUIRE(!a.output.empty(), "--output must name a file");
+  PD_REQUIRE(a.mesh.ulysses >= 0 && a.mesh.ring >= 0 && a.mesh.dp >= 1 && a.mesh.ranks >= 0,
+             "--ulysses, --ring, --dp and --gpus must be positive");
+  PD_REQUIRE(a.threads_per_rank >= 0, "--threads-per-rank must be >= 0 (0: the cores shared evenly), got ",
+             a.threads_per_rank);
 }
 
 }  // namespace
@@ -110,32 +126,38 @@ int generate_command(int argc, char** argv, int first) {
   req.max_sequence_length = a.max_sequence_length;
   if (!a.init_latents.empty()) req.init_latents = load_init_latents(a.init_latents, a.batch_count, a.height, a.width);
 
-  auto backend = create_backend(a.device);
-  const char* compute = dtype_name(backend->compute_dtype());
+  EngineOptions options;
+  options.device = a.device;
+  options.threads_per_rank = a.threads_per_rank;
+  options.sources = a.sources.empty() ? FluxPipelineSources::embedded_default() : a.sources;
+  options.pipeline.vae_tiling = a.vae_tiling;
+  options.pipeline.release_text_encoders = a.release_text_encoders;
+  // Only a rank count alone needs the model's head count (auto_mesh): read from the transformer's config.
+  const bool auto_sp = a.mesh.ranks > 0 && a.mesh.ulysses == 0 && a.mesh.ring == 0;
+  const int heads = auto_sp ? flux_transformer_config(options.sources).num_attention_heads : 1;
+  options.mesh = plan_mesh(a.mesh, heads, uses_true_cfg(req)).degrees();
+  require_cfg_parallel_fits(options.mesh, uses_true_cfg(req));  // before minutes of loading
+  auto engine = Engine::create(options);
+  const char* compute = dtype_name(engine->compute_dtype());
   if (a.dtype != "auto" && a.dtype != compute)
-    PD_THROW(kUnimplemented, "--dtype ", a.dtype, ": the ", backend->name(), " backend computes in ", compute,
+    PD_THROW(kUnimplemented, "--dtype ", a.dtype, ": the ", engine->device_name(), " backend computes in ", compute,
              " only (omit --dtype or pick another --device)");
-  const FluxPipelineSources sources = a.sources.empty() ? FluxPipelineSources::embedded_default() : a.sources;
-  FluxPipelineOptions options;
-  options.vae_tiling = a.vae_tiling;
-  options.release_text_encoders = a.release_text_encoders;
-  auto pipeline = FluxPipeline::load(*backend, sources, options);
 
   ProgressBar bar(!a.quiet);
-  const FluxResult result = pipeline->generate(req, [&](const FluxProgress& p) { bar.update(p); });
+  const FluxResult result = engine->generate(req, [&](const FluxProgress& p) { bar.update(p); });
   bar.finish();
 
   GenerateReport report;
-  report.model = pipeline->model_name();
-  report.variant = pipeline->variant() == FluxVariant::kDev ? "dev" : "schnell";
-  report.device = backend->name();
+  report.model = engine->model_name();
+  report.variant = engine->variant() == FluxVariant::kDev ? "dev" : "schnell";
+  report.device = engine->device_name();
   report.dtype = compute;
   report.request = req;
-  if (!(req.negative_prompt && req.true_cfg_scale > 1.0f)) report.request.negative_prompt.reset();
+  if (!uses_true_cfg(req)) report.request.negative_prompt.reset();
   report.init_latents = a.init_latents;
   report.result = &result;
   report.outputs = numbered_outputs(a.output, a.batch_count);
-  report.load_s = pipeline->load_seconds();
+  report.load_s = engine->load_seconds();
 
   const auto write_start = std::chrono::steady_clock::now();
   for (size_t i = 0; i < result.images.size(); ++i) {

@@ -32,9 +32,13 @@ int MeshDegrees::product() const { return tp * ulysses * ring * pp * cfg * dp; }
 
 std::string MeshDegrees::flags() const {
   std::string s;
-  for (MeshDim d : kAllMeshDims)
-    if ((*this)[d] != 1)
-      s += (s.empty() ? "--" : " --") + std::string(mesh_dim_name(d)) + " " + std::to_string((*this)[d]);
+  for (MeshDim d : kAllMeshDims) {
+    if ((*this)[d] == 1) continue;
+    s += s.empty() ? "--" : " --";
+    // The CLI's switch for CFG parallel takes no value (its degree is 2 or nothing).
+    s += d == MeshDim::kCfg && cfg == 2 ? std::string("cfg-parallel")
+                                       : std::string(mesh_dim_name(d)) + " " + std::to_string((*this)[d]);
+  }
   return s.empty() ? "--ulysses 1" : s;
 }
 

@@ -1,4 +1,5 @@
-// The denoising loop of FluxPipeline.__call__: FlowMatchEuler steps of the transformer, optional true CFG.
+// The denoising loop of FluxPipeline.__call__: FlowMatchEuler steps of the transformer, optional true CFG — on
+// every row of the image, or on this rank's rows with sequence-parallel attention and CFG-parallel branches.
 #include <algorithm>
 
 #include "paradit/core/status.h"
@@ -31,10 +32,22 @@ Tensor Pipeline::denoise(const Tensor& latents, int64_t width, int64_t height, i
                  latents.shape() == packed && latents.is_contiguous(),
              "denoise takes contiguous host f32 latents ", shape_str(packed), " for a ", width, "x", height,
              " image, got ", latents.defined() ? latents.desc() : std::string("undefined"));
+  DenoiseGroups alone;
+  alone.rows.image_count = packed[1];
+  const Tensor x = backend_.upload(latents, DType::kF32);
+  denoise_rows(x, width, height, steps, guidance, positive, negative, true_cfg_scale, alone, progress);
+  return backend_.download_f32(x);
+}
+
+void Pipeline::denoise_rows(const Tensor& x, int64_t width, int64_t height, int steps, float guidance,
+                            const FluxPromptEmbeds& positive, const FluxPromptEmbeds* negative, float true_cfg_scale,
+                            const DenoiseGroups& groups, const FluxProgressCallback& progress) {
+  check_flux_image_size(width, height);
   PD_REQUIRE(steps >= 1, "steps must be at least 1, got ", steps);
   require_embeds(positive, "positive");
   const bool cfg = negative != nullptr && true_cfg_scale > 1.0f;
   if (cfg) require_embeds(*negative, "negative");
+  PD_REQUIRE(groups.cfg == nullptr || cfg, "CFG parallel needs true CFG (a negative prompt and a CFG scale above 1)");
 
   const int64_t h = height / kFluxPixelsPerToken, w = width / kFluxPixelsPerToken;
   FlowMatchEulerScheduler scheduler(scheduler_config_, SigmaSource::kFluxPipeline);
@@ -42,37 +55,63 @@ Tensor Pipeline::denoise(const Tensor& latents, int64_t width, int64_t height, i
 
   // The latents stay f32 between steps; the transformer reads a compute-dtype copy (the same tensor on f32
   // backends).
-  Tensor x = backend_.upload(latents, DType::kF32);
+  const FluxShardRows& rows = groups.rows;
+  const Shape local = {1, rows.image_count, kFluxLatentChannels * kFluxPatch * kFluxPatch};
+  PD_CHECK(x.shape() == local && x.dtype() == DType::kF32 && x.device() == backend_.device(), x.desc());
   const DType cd = backend_.compute_dtype();
-  const Tensor x_in = cd == DType::kF32 ? x : backend_.empty(packed, cd);
+  const Tensor x_in = cd == DType::kF32 ? x : backend_.empty(local, cd);
 
+  // Each prompt's text rows of this rank (under sequence parallelism both prompts have the length the rows were
+  // cut for); every rank holds the pooled vectors.
+  if (groups.sp && cfg)
+    PD_REQUIRE(negative->prompt_embeds.size(1) == positive.prompt_embeds.size(1), "sequence-parallel CFG needs ",
+               "prompts of one length; got ", positive.prompt_embeds.size(1), " and ",
+               negative->prompt_embeds.size(1), " T5 tokens");
+  const auto text_rows = [&](const FluxPromptEmbeds& e) {
+    return groups.sp ? e.prompt_embeds.slice(1, rows.text_start, rows.text_count) : e.prompt_embeds;
+  };
   FluxInputs in;
   in.hidden_states = x_in;
-  in.encoder_hidden_states = positive.prompt_embeds;
+  in.encoder_hidden_states = text_rows(positive);
   in.pooled_projections = positive.pooled;
   in.img_ids = image_ids(h, w);
   in.txt_ids = zero_text_ids(positive.prompt_embeds.size(1));
   // FluxPipeline passes guidance only to models with a guidance embedding (dev); schnell has none.
   if (transformer_->config().guidance_embeds) in.guidance = {guidance};
   FluxInputs in_neg = in;
-  Tensor diff, guided;
+  Tensor diff, guided, pair;
   if (cfg) {
-    in_neg.encoder_hidden_states = negative->prompt_embeds;
+    in_neg.encoder_hidden_states = text_rows(*negative);
     in_neg.pooled_projections = negative->pooled;
     in_neg.txt_ids = zero_text_ids(negative->prompt_embeds.size(1));
-    diff = backend_.empty(packed, DType::kF32);
-    guided = backend_.empty(packed, DType::kF32);
+    diff = backend_.empty(local, DType::kF32);
+    guided = backend_.empty(local, DType::kF32);
+    // CFG parallel: both branches' velocities side by side, positive first (cfg rank order).
+    if (groups.cfg) pair = backend_.empty({2, local[0], local[1], local[2]}, cd);
   }
+  const auto predict = [&](const FluxInputs& inputs) {
+    return groups.sp ? transformer_->forward(inputs, *groups.sp) : transformer_->forward(inputs);
+  };
 
   for (int i = 0; i < steps; ++i) {
     const auto start = std::chrono::steady_clock::now();
     if (x_in.data() != x.data()) backend_.copy(x_in, x);
     // FluxPipeline passes t/1000 with t = σ·1000 already rounded to f32: not always σ to the last bit.
     in.timestep = in_neg.timestep = {scheduler.timestep(i) / 1000.0f};
-    Tensor v = transformer_->forward(in);
+    Tensor v, v_neg;
+    if (groups.cfg) {
+      // One branch here, the other on the CFG peer; one exchange gives both ranks both velocities, and both
+      // then take the same step, so their latents stay equal.
+      const Tensor branches[2] = {pair.select(0, 0), pair.select(0, 1)};
+      groups.cfg->all_gather_v(branches, predict(groups.cfg->rank() == 0 ? in : in_neg));
+      v = branches[0];
+      v_neg = branches[1];
+    } else {
+      v = predict(in);
+      if (cfg) v_neg = predict(in_neg);
+    }
     if (cfg) {
       // neg + s·(pos − neg), in diffusers' order of operations.
-      const Tensor v_neg = transformer_->forward(in_neg);
       backend_.axpby(diff, v, 1.0f, v_neg, -1.0f);
       backend_.axpby(guided, v_neg, 1.0f, diff, true_cfg_scale);
       v = guided;
@@ -83,7 +122,6 @@ Tensor Pipeline::denoise(const Tensor& latents, int64_t width, int64_t height, i
       progress({0, 1, i + 1, steps, seconds_since(start)});
     }
   }
-  return backend_.download_f32(x);
 }
 
 }  // namespace paradit::flux_pipeline

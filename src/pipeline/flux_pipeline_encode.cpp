@@ -17,6 +17,8 @@ void warn(std::vector<std::string>* warnings, std::string message) {
 
 FluxPromptEmbeds Pipeline::encode_prompt(const std::string& prompt, int max_sequence_length,
                                          std::vector<std::string>* warnings) {
+  PD_REQUIRE(!random_configs_, model_name(),
+             " has no tokenizers: encode token ids (encode_tokens) instead of a prompt");
   PD_REQUIRE(max_sequence_length >= 1 && max_sequence_length <= kMaxT5Tokens,
              "max_sequence_length must be in 1..", kMaxT5Tokens, ", got ", max_sequence_length);
   FluxPromptEmbeds e;

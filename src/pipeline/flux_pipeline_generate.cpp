@@ -18,6 +18,10 @@ void check_flux_image_size(int64_t width, int64_t height) {
   }
 }
 
+bool uses_true_cfg(const FluxRequest& request) {
+  return request.negative_prompt.has_value() && request.true_cfg_scale > 1.0f;
+}
+
 namespace flux_pipeline {
 namespace {
 
@@ -42,7 +46,7 @@ std::vector<Rgb8Image> Pipeline::decode(const Tensor& latents, int64_t width, in
   return vae_->decode_to_rgb8(z, options);
 }
 
-FluxResult Pipeline::generate(const FluxRequest& req, const FluxProgressCallback& progress) {
+bool Pipeline::prepare(const FluxRequest& req, FluxResult& r, bool report) const {
   check_flux_image_size(req.width, req.height);
   PD_REQUIRE(req.batch_count >= 1, "batch count must be at least 1, got ", req.batch_count);
   PD_REQUIRE(std::isfinite(req.guidance) && std::isfinite(req.true_cfg_scale),
@@ -50,7 +54,6 @@ FluxResult Pipeline::generate(const FluxRequest& req, const FluxProgressCallback
   PD_REQUIRE(req.steps >= 0, "steps must be at least 1 (0 for the default), got ", req.steps);
   PD_REQUIRE(req.max_sequence_length >= 0, "max sequence length must be in 1..512 (0 for the default), got ",
              req.max_sequence_length);
-  FluxResult r;
   r.steps = req.steps > 0 ? req.steps : default_steps();
   r.max_sequence_length = req.max_sequence_length > 0 ? req.max_sequence_length : default_max_sequence_length();
   const Shape packed = flux_packed_latent_shape(req.batch_count, req.height, req.width);
@@ -60,11 +63,18 @@ FluxResult Pipeline::generate(const FluxRequest& req, const FluxProgressCallback
                "init latents must be contiguous host f32 ", shape_str(packed), " for ", req.batch_count,
                " image(s) of ", req.width, "x", req.height, ", got ", req.init_latents.desc());
 
-  const bool cfg = req.negative_prompt.has_value() && req.true_cfg_scale > 1.0f;
-  if (req.negative_prompt && !cfg)
+  const bool cfg = uses_true_cfg(req);
+  if (report && req.negative_prompt && !cfg)
     warn(r, "the negative prompt is ignored: true CFG needs a CFG scale above 1");
-  if (!req.negative_prompt && req.true_cfg_scale > 1.0f)
+  if (report && !req.negative_prompt && req.true_cfg_scale > 1.0f)
     warn(r, "the CFG scale is ignored without a negative prompt (FLUX.1-dev is guided by --guidance instead)");
+  return cfg;
+}
+
+FluxResult Pipeline::generate(const FluxRequest& req, const FluxProgressCallback& progress) {
+  FluxResult r;
+  const bool cfg = prepare(req, r, true);
+  const Shape packed = flux_packed_latent_shape(req.batch_count, req.height, req.width);
 
   auto start = std::chrono::steady_clock::now();
   const FluxPromptEmbeds positive = encode_prompt(req.prompt, r.max_sequence_length, &r.warnings);

@@ -1,8 +1,10 @@
-// The FluxPipeline implementation, split over flux_pipeline_{load,encode,denoise,generate}.cpp by stage.
+// The FluxPipeline implementation, split over flux_pipeline_{load,encode,denoise,generate}.cpp by stage, and
+// flux_pipeline_random.cpp for FluxPipeline::random.
 #pragma once
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,15 +20,26 @@
 
 namespace paradit::flux_pipeline {
 
+// How this rank takes part in denoising one image. Null groups: alone (rows then hold the whole image).
+struct DenoiseGroups {
+  const FluxParallel* sp = nullptr;  // sequence parallel: this rank holds `rows` of the joint sequence
+  FluxShardRows rows;
+  Communicator* cfg = nullptr;  // CFG parallel: cfg rank 0 runs the positive branch, cfg rank 1 the negative
+};
+
 class Pipeline final : public FluxPipeline {
  public:
   Pipeline(Backend& backend, ResolvedSources sources, FluxPipelineOptions options);
+  // FluxPipeline::random: no tokenizers; the text encoders are made (and remade) from random weights.
+  Pipeline(Backend& backend, const FluxNetworkConfigs& configs, uint64_t seed, FluxPipelineOptions options);
 
   FluxVariant variant() const override { return variant_; }
   const std::string& model_name() const override { return sources_.model_name; }
   double load_seconds() const override { return load_seconds_; }
 
   FluxResult generate(const FluxRequest& request, const FluxProgressCallback& progress) override;
+  FluxRankResult generate_rank(const FluxRequest& request, const RankContext& ctx,
+                               const FluxProgressCallback& progress) override;
   FluxPromptEmbeds encode_prompt(const std::string& prompt, int max_sequence_length,
                                  std::vector<std::string>* warnings) override;
   FluxPromptEmbeds encode_tokens(const std::vector<int32_t>& clip_ids, const std::vector<int32_t>& t5_ids) override;
@@ -36,11 +49,26 @@ class Pipeline final : public FluxPipeline {
   std::vector<Rgb8Image> decode(const Tensor& latents, int64_t width, int64_t height) override;
 
  private:
-  // Loads the text encoders when they are not in memory (first use, or after release_text_encoders) and checks
-  // them against the tokenizers and the transformer.
+  // With the transformer and the VAE made: checks that the VAE is FLUX's, picks the variant and scheduler, makes
+  // the text encoders and logs what was loaded (the end of both constructors).
+  void finish_setup(std::chrono::steady_clock::time_point start);
+  // Loads (or, in a random pipeline, makes) the text encoders when they are not in memory (first use, or after
+  // release_text_encoders) and checks them against the tokenizers and the transformer.
   void ensure_text_encoders();
   void release_text_encoders();
   FluxPromptEmbeds run_text_encoders(FluxPromptEmbeds embeds);
+
+  // Checks a request and resolves its defaults into r (steps, max_sequence_length; warnings about ignored
+  // options, logged when `report`). Returns whether it runs true CFG.
+  bool prepare(const FluxRequest& request, FluxResult& r, bool report) const;
+  // Broadcasts a prompt's embeddings (of `tokens` T5 tokens) from world rank 0, which encoded it, to the
+  // other ranks, which allocate them.
+  void broadcast_prompt(Communicator& world, int tokens, FluxPromptEmbeds& e);
+  // The denoising loop on this rank's rows x of one image: device f32 [1, groups.rows.image_count, 64],
+  // updated in place. `progress` gets image 0 of 1.
+  void denoise_rows(const Tensor& x, int64_t width, int64_t height, int steps, float guidance,
+                    const FluxPromptEmbeds& positive, const FluxPromptEmbeds* negative, float true_cfg_scale,
+                    const DenoiseGroups& groups, const FluxProgressCallback& progress);
 
   Backend& backend_;
   ResolvedSources sources_;
@@ -54,7 +82,13 @@ class Pipeline final : public FluxPipeline {
   FlowMatchEulerConfig scheduler_config_;
   FluxVariant variant_ = FluxVariant::kDev;
   double load_seconds_ = 0;
+  // Set in a random pipeline (no tokenizers; sources_ then only name the pieces for messages).
+  std::optional<FluxNetworkConfigs> random_configs_;
+  uint64_t random_seed_ = 0;
 };
+
+// Throws unless the transformer takes and gives FLUX.1 text-to-image latents (64 channels: 16 packed 2x2).
+void check_text_to_image(const FluxConfig& config, const std::string& source);
 
 // Seconds since `start` on the steady clock.
 double seconds_since(const std::chrono::steady_clock::time_point& start);

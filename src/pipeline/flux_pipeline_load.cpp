@@ -29,6 +29,14 @@ double seconds_since(const std::chrono::steady_clock::time_point& start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+void check_text_to_image(const FluxConfig& fc, const std::string& source) {
+  // Fill/Depth and other conditioned variants take more input channels; FluxCheckpoint already refuses those
+  // it recognises, this catches the rest before a shape error deep in the first step.
+  if (fc.in_channels != kFluxLatentChannels * 4 || fc.out_channels != kFluxLatentChannels * 4)
+    PD_THROW(kUnimplemented, "transformer ", source, " has ", fc.in_channels, " input and ", fc.out_channels,
+             " output channels; FLUX.1 text-to-image needs 64 (16 latent channels packed 2x2)");
+}
+
 Pipeline::Pipeline(Backend& backend, ResolvedSources sources, FluxPipelineOptions options)
     : backend_(backend), sources_(std::move(sources)), options_(options) {
   const auto start = std::chrono::steady_clock::now();
@@ -36,16 +44,15 @@ Pipeline::Pipeline(Backend& backend, ResolvedSources sources, FluxPipelineOption
   t5_tokenizer_ = load_t5_tokenizer(sources_.t5_tokenizer);
 
   const FluxCheckpoint checkpoint = FluxCheckpoint::open(sources_.transformer, sources_.transformer_config);
-  const FluxConfig& fc = checkpoint.config();
-  // Fill/Depth and other conditioned variants take more input channels; FluxCheckpoint already refuses those
-  // it recognises, this catches the rest before a shape error deep in the first step.
-  if (fc.in_channels != kFluxLatentChannels * 4 || fc.out_channels != kFluxLatentChannels * 4)
-    PD_THROW(kUnimplemented, "transformer ", checkpoint.source(), " has ", fc.in_channels, " input and ",
-             fc.out_channels, " output channels; FLUX.1 text-to-image needs 64 (16 latent channels packed 2x2)");
+  check_text_to_image(checkpoint.config(), checkpoint.source());
   transformer_ = FluxTransformer::load(backend_, checkpoint);
-  variant_ = fc.guidance_embeds ? FluxVariant::kDev : FluxVariant::kSchnell;
-
   vae_ = VaeDecoder::load(backend_, sources_.vae, sources_.vae_config);
+  finish_setup(start);
+}
+
+void Pipeline::finish_setup(std::chrono::steady_clock::time_point start) {
+  const FluxConfig& fc = transformer_->config();
+  variant_ = fc.guidance_embeds ? FluxVariant::kDev : FluxVariant::kSchnell;
   if (vae_->config().latent_channels != kFluxLatentChannels || vae_->config().scale_factor() != kFluxVaeScale)
     PD_THROW(kInvalidArgument, "VAE ", sources_.vae, " (", vae_->config().summary(),
              ") is not a FLUX.1 VAE: FLUX.1 needs 16 latent channels and 8x downsampling");
@@ -54,18 +61,33 @@ Pipeline::Pipeline(Backend& backend, ResolvedSources sources, FluxPipelineOption
                           ? (variant_ == FluxVariant::kDev ? FlowMatchEulerConfig::flux_dev()
                                                            : FlowMatchEulerConfig::flux_schnell())
                           : FlowMatchEulerConfig::load(sources_.scheduler_config);
-  ensure_text_encoders();
+  // A parallel rank that never encodes prompts leaves the text encoders on disk (options_.encodes_prompts).
+  if (options_.encodes_prompts) ensure_text_encoders();
   load_seconds_ = seconds_since(start);
 
-  PD_LOG(kInfo, "loaded ", sources_.model_name, " (FLUX.1-", variant_ == FluxVariant::kDev ? "dev" : "schnell",
-         ") on ", backend_.name(), " in ", int(load_seconds_ * 1000), " ms: transformer ", fc.summary(), " (",
-         mib(transformer_->weight_bytes()), " MiB); ", t5_->config().summary(), "; ", clip_->config().summary(),
-         "; VAE ", vae_->config().summary(), "; scheduler ", scheduler_config_.summary());
+  const std::string encoders = options_.encodes_prompts
+                                   ? t5_->config().summary() + "; " + clip_->config().summary()
+                                   : std::string("text encoders not loaded (another rank encodes the prompts)");
+  const std::string message = detail::concat(
+      "loaded ", sources_.model_name, " (FLUX.1-", variant_ == FluxVariant::kDev ? "dev" : "schnell", ") on ",
+      backend_.name(), " in ", int(load_seconds_ * 1000), " ms: transformer ", fc.summary(), " (",
+      mib(transformer_->weight_bytes()), " MiB); ", encoders, "; VAE ", vae_->config().summary(), "; scheduler ",
+      scheduler_config_.summary());
+  if (options_.encodes_prompts) {
+    PD_LOG(kInfo, message);
+  } else {
+    PD_LOG(kDebug, message);  // one line per device would repeat rank 0's
+  }
 }
 
 void Pipeline::ensure_text_encoders() {
-  if (!clip_) clip_ = ClipTextModel::load(backend_, sources_.clip, sources_.clip_config);
-  if (!t5_) t5_ = T5Encoder::load(backend_, sources_.t5, sources_.t5_config);
+  if (random_configs_) {
+    if (!clip_) clip_ = ClipTextModel::random(backend_, random_configs_->clip, random_seed_ + 1);
+    if (!t5_) t5_ = T5Encoder::random(backend_, random_configs_->t5, random_seed_ + 2);
+  } else {
+    if (!clip_) clip_ = ClipTextModel::load(backend_, sources_.clip, sources_.clip_config);
+    if (!t5_) t5_ = T5Encoder::load(backend_, sources_.t5, sources_.t5_config);
+  }
   const FluxConfig& fc = transformer_->config();
   const ClipTextConfig& cc = clip_->config();
   const T5Config& tc = t5_->config();
@@ -78,6 +100,7 @@ void Pipeline::ensure_text_encoders() {
   PD_REQUIRE(cc.max_position_embeddings >= ClipTokenizer::kFluxMaxLength, "CLIP text encoder ", sources_.clip,
              " has ", cc.max_position_embeddings, " positions; FLUX.1 feeds it ", ClipTokenizer::kFluxMaxLength,
              " tokens");
+  if (random_configs_) return;  // no tokenizers to check
   PD_REQUIRE(clip_tokenizer_.vocab_size() <= size_t(cc.vocab_size), "CLIP tokenizer ", sources_.clip_tokenizer,
              " has ", clip_tokenizer_.vocab_size(), " tokens but the CLIP text encoder only ", cc.vocab_size,
              ": they belong to different models");
@@ -95,7 +118,8 @@ void Pipeline::release_text_encoders() {
 
 std::unique_ptr<FluxPipeline> FluxPipeline::load(Backend& backend, const FluxPipelineSources& sources,
                                                  const FluxPipelineOptions& options) {
-  if (sources.embedded)
+  // Said once per engine: by the rank that encodes the prompts.
+  if (sources.embedded && options.encodes_prompts)
     PD_LOG(kWarn, "using the embedded tiny-flux pipeline at ", sources.model_dir,
            ": its weights are random, so its images are noise (pass --model DIR or single files for FLUX.1)");
   return std::make_unique<flux_pipeline::Pipeline>(backend, flux_pipeline::resolve_sources(sources), options);

@@ -55,6 +55,10 @@ class ClipTextModel {
   // against the config; errors name the file and the tensor. Weights are uploaded once in compute dtype.
   static std::unique_ptr<ClipTextModel> load(Backend& backend, const std::string& path,
                                              const std::string& config_json = "");
+  // Random weights for benchmarks (same shapes, memory and arithmetic as a loaded model of this config): every
+  // tensor filled by Backend::fill_random with a seed from its name; matrices ~ 1/√fan_in, biases small, LayerNorm
+  // scales ≈ 1. Throws as load does for a config the model cannot run.
+  static std::unique_ptr<ClipTextModel> random(Backend& backend, const ClipTextConfig& config, uint64_t seed);
 
   virtual ~ClipTextModel() = default;
   const ClipTextConfig& config() const { return config_; }

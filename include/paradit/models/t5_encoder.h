@@ -51,6 +51,10 @@ class T5Encoder {
   // Keys beside the encoder (decoder.*, lm_head) are ignored; unknown keys inside it (fp8 scales, ...) are refused.
   static std::unique_ptr<T5Encoder> load(Backend& backend, const std::string& path,
                                          const std::string& config_json = "");
+  // Random weights for benchmarks (same shapes, memory and arithmetic as a loaded model of this config): every
+  // tensor filled by Backend::fill_random with a seed from its name; matrices ~ 1/√fan_in, the position bias
+  // table small, norm weights ≈ 1. Throws as load does for a config the model cannot run.
+  static std::unique_ptr<T5Encoder> random(Backend& backend, const T5Config& config, uint64_t seed);
 
   virtual ~T5Encoder() = default;
   const T5Config& config() const { return config_; }

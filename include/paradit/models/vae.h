@@ -80,10 +80,14 @@ class VaeDecoder {
   // the tensor as stored.
   static std::unique_ptr<VaeDecoder> load(Backend& backend, const std::string& path,
                                           const std::string& config_json = "");
+  // Random weights for benchmarks (same shapes, memory and arithmetic as a loaded decoder of this config), with
+  // Backend::fill_random's values seeded per tensor name: kernels ~ 1/√fan_in, biases small, GroupNorm scales ≈ 1.
+  // Throws kInvalidArgument for a config the decoder cannot run.
+  static std::unique_ptr<VaeDecoder> random(Backend& backend, const VaeConfig& config, uint64_t seed);
 
   virtual ~VaeDecoder() = default;
   const VaeConfig& config() const { return config_; }
-  virtual const std::string& layout() const = 0;  // "diffusers" or "ldm"
+  virtual const std::string& layout() const = 0;  // "diffusers" or "ldm" (the file's names); "random"
   virtual size_t weight_bytes() const = 0;        // of the weights held on the device
 
   // vae.decode(latents).sample: the raw decoder output (nominally in [−1, 1]), NHWC [B, 8h, 8w, out_channels]

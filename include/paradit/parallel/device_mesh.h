@@ -29,7 +29,8 @@ struct MeshDegrees {
   int operator[](MeshDim d) const;
   int product() const;
   bool operator==(const MeshDegrees&) const = default;
-  // The dimensions above 1, as flags: "--ulysses 2 --ring 2" ("--ulysses 1" for a single rank).
+  // The dimensions above 1, as the CLI's flags: "--ulysses 2 --ring 2 --cfg-parallel" ("--ulysses 1" for a single
+  // rank).
   std::string flags() const;
 };
 

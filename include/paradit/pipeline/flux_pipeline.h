@@ -9,6 +9,11 @@
 // drawn on the host (pipeline/latents.h), so a seed gives the same image on every backend and device count.
 // Batches follow stable-diffusion.cpp's --batch-count: image i is generated alone with seed + i, so any image of
 // a batch can be reproduced by itself.
+//
+// generate_rank is the same pipeline run by every rank of a device mesh at once (runtime/engine.h starts them):
+// the joint token sequence is cut over the sequence-parallel ranks after the input embedding and the latents
+// stay cut through the loop (the Euler step is elementwise), CFG-parallel ranks run one branch each, data-parallel
+// ranks take a share of the batch, and each image's latents are gathered once, for decoding.
 #pragma once
 
 #include <functional>
@@ -18,7 +23,11 @@
 #include <vector>
 
 #include "paradit/backend/backend.h"
+#include "paradit/io/flux_checkpoint.h"
+#include "paradit/models/clip_text.h"
+#include "paradit/models/t5_encoder.h"
 #include "paradit/models/vae.h"
+#include "paradit/parallel/rank_context.h"
 #include "paradit/text/tokenized_prompt.h"
 
 namespace paradit {
@@ -48,12 +57,29 @@ struct FluxPipelineSources {
 
 enum class FluxVariant { kDev, kSchnell };  // from the transformer: guidance embedding ⇒ dev
 
+// The transformer's config as the sources give it, read without loading any weight (a mesh is planned from the
+// head count before the ranks load). Throws as FluxPipeline::load would for missing or malformed pieces.
+FluxConfig flux_transformer_config(const FluxPipelineSources& sources);
+
+// The networks of a pipeline made by FluxPipeline::random; the defaults are FLUX.1-dev's (CLIP-L, T5-v1.1-XXL,
+// the FLUX.1-dev transformer, the FLUX VAE).
+struct FluxNetworkConfigs {
+  FluxConfig transformer = FluxConfig::dev();
+  ClipTextConfig clip = ClipTextConfig::clip_l();
+  T5Config t5 = T5Config::v1_1_xxl();
+  VaeConfig vae = VaeConfig::flux();
+};
+
 struct FluxPipelineOptions {
   // Frees the text encoders' weights once a request's prompts are encoded (reloaded when the next one needs
   // them): FLUX.1's T5-XXL is 9.5 GB in bf16, memory the transformer can use.
   bool release_text_encoders = false;
   // Decode large images tile by tile (diffusers' enable_tiling()).
   bool vae_tiling = false;
+  // False for the ranks of a parallel engine that never encode prompts (generate_rank: world rank 0 encodes
+  // and broadcasts the embeddings): their text encoders are loaded only if they are ever asked to encode, which
+  // saves FLUX.1's 10 GB of T5-XXL and CLIP on every other device, and their load is logged at debug level.
+  bool encodes_prompts = true;
 };
 
 // One generation request (FluxPipeline.__call__'s arguments that matter here).
@@ -70,6 +96,9 @@ struct FluxRequest {
   // Replaces the seeded noise: host f32 packed [batch_count, (H/16)·(W/16), 64] (see load_init_latents).
   Tensor init_latents;
 };
+
+// Whether a request runs true CFG: a negative prompt and a CFG scale above 1 (diffusers' rule).
+bool uses_true_cfg(const FluxRequest& request);
 
 struct FluxProgress {
   int image = 0, images = 1;  // 0-based image of the batch
@@ -92,6 +121,15 @@ struct FluxResult {
   std::vector<std::string> warnings;  // also logged: truncated prompts, ignored options
 };
 
+// One rank's share of a parallel generate: the images it decoded — one rank per image, the first of the
+// sequence-parallel and CFG groups of the data-parallel rank that denoised it — with their seeds, final latents
+// (host f32 [k, N, 64]) and step times (`steps` per image, in order), plus this rank's stage times. World rank 0
+// also returns the warnings. runtime/engine.h merges the shares into one FluxResult.
+struct FluxRankResult {
+  FluxResult result;
+  std::vector<int> batch_indices;  // the request's index of each of result.images, increasing
+};
+
 // A prompt as the transformer sees it.
 struct FluxPromptEmbeds {
   TokenizedPrompt clip_tokens, t5_tokens;
@@ -109,6 +147,12 @@ class FluxPipeline {
   // `backend`, which must outlive the pipeline.
   static std::unique_ptr<FluxPipeline> load(Backend& backend, const FluxPipelineSources& sources,
                                             const FluxPipelineOptions& options = {});
+  // Every network from random weights (each model's ::random; seed, seed + 1, ... per network) for benchmarks:
+  // the real shapes, memory and arithmetic, images of noise. There are no tokenizers: encode_prompt and generate
+  // throw kInvalidArgument; encode_tokens, denoise and decode run as in a loaded pipeline. Throws as load does
+  // when the configs do not fit together.
+  static std::unique_ptr<FluxPipeline> random(Backend& backend, const FluxNetworkConfigs& configs, uint64_t seed,
+                                              const FluxPipelineOptions& options = {});
   virtual ~FluxPipeline() = default;
 
   virtual FluxVariant variant() const = 0;
@@ -119,6 +163,13 @@ class FluxPipeline {
   virtual double load_seconds() const = 0;
 
   virtual FluxResult generate(const FluxRequest& request, const FluxProgressCallback& progress = {}) = 0;
+  // This rank's part of generate() over ctx's mesh: a collective of every rank of ctx.world, each passing the
+  // same request (and its own pipeline, loaded from the same sources). World rank 0 encodes the prompts and
+  // broadcasts the embeddings; every rank draws each of its images' noise on the host, as generate() does, and
+  // keeps its rows. The images equal generate()'s up to fp32 rounding (DESIGN.md: 1e-5 relative). A CFG-parallel
+  // mesh needs a true-CFG request. `progress` gets the steps of the images this rank decodes.
+  virtual FluxRankResult generate_rank(const FluxRequest& request, const RankContext& ctx,
+                                       const FluxProgressCallback& progress = {}) = 0;
 
   // --- Stages (generate() is these in order) ---
   // Tokenizes (CLIP 77 tokens, T5 max_sequence_length; a longer prompt is truncated with a warning appended to

@@ -1,6 +1,7 @@
 // Pieces of the CLIP text encoder shared by its config, weight loading and forward.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -45,5 +46,7 @@ struct LoadedClip {
 
 // Finds, checks and uploads the weights at `path` (see ClipTextModel::load).
 LoadedClip load_clip(Backend& backend, const std::string& path, const std::string& config_json);
+// Random weights of config `c` on the device (see ClipTextModel::random).
+ClipWeights random_weights(Backend& backend, const ClipTextConfig& c, uint64_t seed);
 
 }  // namespace paradit::clip

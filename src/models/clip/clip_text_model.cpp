@@ -96,6 +96,12 @@ std::unique_ptr<ClipTextModel> ClipTextModel::load(Backend& backend, const std::
   return std::make_unique<clip::ClipModel>(backend, clip::load_clip(backend, path, config_json));
 }
 
+std::unique_ptr<ClipTextModel> ClipTextModel::random(Backend& backend, const ClipTextConfig& config, uint64_t seed) {
+  clip::validate_config(config, "random CLIP text encoder");
+  return std::make_unique<clip::ClipModel>(backend,
+                                           clip::LoadedClip{config, clip::random_weights(backend, config, seed)});
+}
+
 std::vector<int64_t> clip_pool_positions(const std::vector<int32_t>& ids, int64_t batch, int eos_token_id) {
   PD_REQUIRE(batch > 0 && !ids.empty() && ids.size() % size_t(batch) == 0, "CLIP pooling: ", ids.size(),
              " token ids do not split into ", batch, " rows");

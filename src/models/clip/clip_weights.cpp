@@ -115,4 +115,34 @@ LoadedClip load_clip(Backend& backend, const std::string& path, const std::strin
   return out;
 }
 
+ClipWeights random_weights(Backend& backend, const ClipTextConfig& c, uint64_t seed) {
+  ClipWeights w;
+  const int64_t D = c.hidden_size, F = c.intermediate_size;
+  const auto make = [&](const std::string& name, const Shape& shape) {
+    Tensor t = text_encoder::random_weight(backend, seed, name, shape);
+    w.bytes += t.nbytes();
+    return t;
+  };
+  const auto linear = [&](const std::string& p, int64_t out, int64_t in) {
+    return Linear{make(p + ".weight", {out, in}), make(p + ".bias", {out})};
+  };
+  const auto norm = [&](const std::string& p) { return Norm{make(p + ".weight", {D}), make(p + ".bias", {D})}; };
+
+  w.token_embedding = make("embeddings.token_embedding.weight", {c.vocab_size, D});
+  w.position_embedding = make("embeddings.position_embedding.weight", {c.max_position_embeddings, D});
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    LayerWeights l;
+    l.ln1 = norm(layer_name(i, "layer_norm1"));
+    // Made fused, as load_clip leaves q, k and v: one [3D, D] projection (the name is only a seed).
+    l.qkv = linear(layer_name(i, "self_attn.qkv_proj"), 3 * D, D);
+    l.out = linear(layer_name(i, "self_attn.out_proj"), D, D);
+    l.ln2 = norm(layer_name(i, "layer_norm2"));
+    l.fc1 = linear(layer_name(i, "mlp.fc1"), F, D);
+    l.fc2 = linear(layer_name(i, "mlp.fc2"), D, F);
+    w.layers.push_back(std::move(l));
+  }
+  w.final_norm = norm("final_layer_norm");
+  return w;
+}
+
 }  // namespace paradit::clip

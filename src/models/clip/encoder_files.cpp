@@ -1,12 +1,14 @@
 #include "models/clip/encoder_files.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include "paradit/core/random.h"
 #include "paradit/core/status.h"
 
 namespace paradit::text_encoder {
@@ -174,6 +176,23 @@ Tensor upload_rows(Backend& backend, const std::vector<Tensor>& parts) {
     at += t.size(0);
   }
   return out;
+}
+
+Tensor random_weight(Backend& backend, uint64_t seed, const std::string& name, const Shape& shape) {
+  PD_CHECK(!shape.empty(), "random_weight: ", name, " has no dimensions");
+  Tensor t = backend.empty(shape);
+  const uint64_t s = named_tensor_seed(seed, name);
+  if (shape.size() >= 2) {
+    backend.fill_random(t, s, float(1.0 / std::sqrt(double(shape.back()))));
+  } else if (ends_with(name, ".bias")) {
+    backend.fill_random(t, s, 0.01f);
+  } else {
+    Tensor ones = backend.empty(shape);
+    backend.fill(ones, 1.0f);
+    backend.fill_random(t, s, 0.02f);
+    backend.add(t, t, ones);
+  }
+  return t;
 }
 
 }  // namespace paradit::text_encoder

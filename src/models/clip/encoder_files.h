@@ -6,6 +6,7 @@
 // *.safetensors.index.json, or one .safetensors file in ComfyUI naming with or without a key prefix.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -58,5 +59,10 @@ void refuse_unknown(const EncoderFiles& files, const std::string& ns, const std:
 // A device tensor in the backend's compute dtype stacking the given host tensors along dimension 0, in order
 // ([q; k; v] weights [3D, D] or biases [3D], so that one GEMM computes the three projections).
 Tensor upload_rows(Backend& backend, const std::vector<Tensor>& parts);
+
+// One weight of a text encoder made by ::random (benchmarks): a device tensor in compute dtype filled by
+// Backend::fill_random with a seed from `name`, under FluxTransformer::random's law so that activations keep their
+// scale: matrices ~ 1/√(row width), 1-D "*.bias" tensors 0.01, other 1-D tensors (norm scales) 1 ± 0.02.
+Tensor random_weight(Backend& backend, uint64_t seed, const std::string& name, const Shape& shape);
 
 }  // namespace paradit::text_encoder

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "paradit/parallel/usp_attention.h"
+
 namespace paradit::flux {
 
 Workspace::Workspace(Backend& backend, const FluxConfig& config, int64_t batch, int64_t text_tokens,
@@ -34,11 +36,19 @@ void qk_norm_rope(Backend& backend, const Workspace& ws, int64_t start, int64_t 
   backend.rms_norm_rope(k, k, k_norm, cos, sin, kNormEps);
 }
 
-// Joint attention over every row of qkv, into columns [0, D) of cat.
+// Joint attention over every row of the sequence, into columns [0, D) of cat: the local rows of qkv alone on
+// one rank, all ranks' rows through usp_attention under sequence parallelism.
 void joint_attention(Backend& backend, const Workspace& ws) {
   const auto heads = [&](const Tensor& t) { return t.unflatten(2, ws.H, ws.d); };
-  backend.attention(heads(ws.chunk(ws.cat, 0)), Tensor(), heads(ws.chunk(ws.qkv, 0)), heads(ws.chunk(ws.qkv, 1)),
-                    heads(ws.chunk(ws.qkv, 2)), float(1.0 / std::sqrt(double(ws.d))));
+  const Tensor out = heads(ws.chunk(ws.cat, 0));
+  const Tensor q = heads(ws.chunk(ws.qkv, 0)), k = heads(ws.chunk(ws.qkv, 1)), v = heads(ws.chunk(ws.qkv, 2));
+  const float scale = float(1.0 / std::sqrt(double(ws.d)));
+  if (ws.parallel == nullptr) {
+    backend.attention(out, Tensor(), q, k, v, scale);
+  } else {
+    usp_attention(backend, *ws.parallel->ulysses, *ws.parallel->ring,
+                  SequenceShard(ws.sequence, ws.parallel->parts()), out, Tensor(), q, k, v, scale);
+  }
 }
 
 // One stream of a double block: its weights, its modulation buffer and its rows of the joint sequence.
@@ -54,8 +64,10 @@ void double_block(Backend& backend, const DoubleBlockWeights& w, Workspace& ws) 
   const Stream streams[2] = {{w.txt, ws.mod_txt, 0, ws.T}, {w.img, ws.mod_img, ws.T, ws.N}};
   const auto rows = [](const Tensor& t, const Stream& s) { return Workspace::rows(t, s.start, s.length); };
 
-  // Attention half: each stream's adaLN and QKV GEMM write its rows of the joint qkv buffer.
+  // Attention half: each stream's adaLN and QKV GEMM write its rows of the joint qkv buffer. A stream with no
+  // rows here (a sequence-parallel rank holding only text or only image tokens) has nothing to compute.
   for (const Stream& s : streams) {
+    if (s.length == 0) continue;
     backend.linear(s.mod, ws.silu_temb, s.w.mod.w, s.w.mod.b, Epilogue::kNone);
     backend.layer_norm_modulate(rows(ws.zn, s), rows(ws.z, s), ws.chunk(s.mod, 0), ws.chunk(s.mod, 1), kNormEps);
     backend.linear(rows(ws.qkv, s), rows(ws.zn, s), s.w.qkv.w, s.w.qkv.b, Epilogue::kNone);
@@ -67,6 +79,7 @@ void double_block(Backend& backend, const DoubleBlockWeights& w, Workspace& ws) 
   const Tensor attn = ws.chunk(ws.cat, 0);
   const Tensor hidden = ws.cat.slice(2, ws.D, 4 * ws.D);
   for (const Stream& s : streams) {
+    if (s.length == 0) continue;
     backend.linear_gated_residual(rows(ws.z, s), rows(attn, s), s.w.proj.w, s.w.proj.b, ws.chunk(s.mod, 2));
     backend.layer_norm_modulate(rows(ws.zn, s), rows(ws.z, s), ws.chunk(s.mod, 3), ws.chunk(s.mod, 4), kNormEps);
     backend.linear(rows(hidden, s), rows(ws.zn, s), s.w.mlp_in.w, s.w.mlp_in.b, Epilogue::kGeluTanh);

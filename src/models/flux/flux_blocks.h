@@ -1,11 +1,14 @@
 // The two transformer block kinds of FLUX, over one joint sequence buffer (text rows first, then image rows).
 //
 // Both streams live in z [B, T+N, D] from the input projections on: a double-stream block works on its row
-// slices, a single-stream block on all of it, so nothing is ever concatenated or split by a copy.
+// slices, a single-stream block on all of it, so nothing is ever concatenated or split by a copy. Under sequence
+// parallelism the buffers hold this rank's rows of the joint sequence (T and N count its text and image rows,
+// either may be 0) and attention reaches the other ranks' rows through usp_attention.
 #pragma once
 
 #include "models/flux/flux_weights.h"
 #include "paradit/backend/backend.h"
+#include "paradit/models/flux_transformer.h"
 
 namespace paradit::flux {
 
@@ -13,7 +16,7 @@ namespace paradit::flux {
 struct Workspace {
   Workspace(Backend& backend, const FluxConfig& config, int64_t batch, int64_t text_tokens, int64_t image_tokens);
 
-  int64_t T, N;       // text and image tokens
+  int64_t T, N;       // text and image tokens (this rank's rows of them)
   int64_t D, H, d;    // width, heads, head dim
   Tensor z;           // [B, T+N, D]: the residual streams
   Tensor zn;          // [B, T+N, D]: modulated LayerNorm of z, the input of the next GEMMs
@@ -23,6 +26,10 @@ struct Workspace {
   Tensor mod_txt;     // [B, 6D]: modulation of the text stream
   Tensor silu_temb;   // [B, D]: SiLU(temb), the input of every modulation linear
   Tensor cos, sin;    // f32 [T+N, d]: RoPE tables
+  // Sequence parallelism: null when this rank holds the whole sequence; else its group and the length of the
+  // whole joint sequence.
+  const FluxParallel* parallel = nullptr;
+  int64_t sequence = 0;
 
   // Rows [start, start + length) of a [B, T+N, ·] buffer.
   static Tensor rows(const Tensor& t, int64_t start, int64_t length) { return t.slice(1, start, length); }

@@ -4,8 +4,11 @@
 // into the joint stream z (text rows, then image rows); temb = t_emb (+ g_emb) + p_emb; the double-stream
 // blocks on z's row slices; the single-stream blocks on all of z; the final AdaLayerNormContinuous and
 // projection on the image rows. No host synchronisation between the first upload and the returned tensor.
+// Under sequence parallelism (FluxParallel) the same code runs on this rank's rows of the joint sequence: the
+// buffers are that big, the RoPE tables are those rows', and the attention of every block spans all ranks.
 #include <array>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "models/flux/flux_blocks.h"
@@ -35,11 +38,13 @@ void validate_config(const FluxConfig& c) {
              c.attention_head_dim);
 }
 
-void require_device_input(Backend& backend, const char* what, const Tensor& t, const Shape& shape) {
+// `where` says which rows the shape counts ("" for the whole sequence).
+void require_device_input(Backend& backend, const char* what, const Tensor& t, const Shape& shape,
+                          const std::string& where = "") {
   PD_REQUIRE(t.defined(), "FLUX input ", what, " is undefined");
   PD_REQUIRE(t.device() == backend.device() && t.dtype() == backend.compute_dtype() && t.shape() == shape,
              "FLUX input ", what, " is ", t.desc(), ", expected ", dtype_name(backend.compute_dtype()),
-             shape_str(shape), " on ", backend.device().str());
+             shape_str(shape), " on ", backend.device().str(), where);
 }
 
 class FluxModel final : public FluxTransformer {
@@ -48,16 +53,26 @@ class FluxModel final : public FluxTransformer {
       : FluxTransformer(config), backend_(backend), w_(std::move(weights)) {}
 
   size_t weight_bytes() const override { return w_.bytes; }
-  Tensor forward(const FluxInputs& in) override { return run(in, nullptr); }
+  Tensor forward(const FluxInputs& in) override { return run(in, nullptr, nullptr); }
+  Tensor forward(const FluxInputs& in, const FluxParallel& parallel) override {
+    return run(in, &parallel, nullptr);
+  }
 
-  Tensor run(const FluxInputs& in, const FluxTap& tap) {
-    const auto [B, N, T] = validate(in);
+  // parallel: null for a forward over the whole sequence on this rank.
+  Tensor run(const FluxInputs& in, const FluxParallel* parallel, const FluxTap& tap) {
+    const Dims dims = validate(in, parallel);
+    const int64_t B = dims.B;
+    const FluxShardRows& rows = dims.rows;
     const auto report = [&](const std::string& name, const Tensor& t) {
       if (tap) tap(name, t);
     };
 
-    Workspace ws(backend_, config_, B, T, N);
-    rope_.update(backend_, in.txt_ids, in.img_ids, config_.axes_dims_rope);
+    Workspace ws(backend_, config_, B, rows.text_count, rows.image_count);
+    ws.parallel = parallel;
+    ws.sequence = dims.T + dims.N;
+    // This rank's rows of the joint sequence start at its first text row, or at its first image row (T + …).
+    const int64_t first_row = rows.text_count > 0 ? rows.text_start : dims.T + rows.image_start;
+    rope_.update(backend_, in.txt_ids, in.img_ids, config_.axes_dims_rope, first_row, ws.T + ws.N);
     ws.cos = rope_.cos;
     ws.sin = rope_.sin;
 
@@ -87,26 +102,38 @@ class FluxModel final : public FluxTransformer {
     backend_.linear(mod, ws.silu_temb, w_.final_mod.w, w_.final_mod.b, Epilogue::kNone);
     backend_.layer_norm_modulate(ws.img(ws.zn), ws.img(ws.z), ws.chunk(mod, 0), ws.chunk(mod, 1), kNormEps);
     report("norm_out_out", ws.img(ws.zn));
-    Tensor out = backend_.empty({B, N, config_.out_channels});
+    Tensor out = backend_.empty({B, ws.N, config_.out_channels});
     backend_.linear(out, ws.img(ws.zn), w_.final_out.w, w_.final_out.b, Epilogue::kNone);
     return out;
   }
 
  private:
   struct Dims {
-    int64_t B, N, T;
+    int64_t B, N, T;     // batch; image and text tokens of the whole sequence
+    FluxShardRows rows;  // those this rank holds
   };
-  // Checks every input against the config and each other; returns batch, image and text token counts.
-  Dims validate(const FluxInputs& in) const {
+  // Checks every input against the config, each other and this rank's share of the sequence.
+  Dims validate(const FluxInputs& in, const FluxParallel* parallel) const {
     PD_REQUIRE(in.hidden_states.defined() && in.hidden_states.dim() == 3 && in.img_ids.defined() &&
                    in.txt_ids.defined() && in.img_ids.dim() == 2 && in.txt_ids.dim() == 2,
                "FLUX forward needs hidden_states [B, N, C] and img_ids [N, 3], txt_ids [T, 3]");
     const int64_t B = in.hidden_states.size(0), N = in.img_ids.size(0), T = in.txt_ids.size(0);
     PD_REQUIRE(B > 0 && N > 0 && T > 0, "FLUX forward needs a batch, image tokens and text tokens; got B=", B,
                " N=", N, " T=", T);
-    require_device_input(backend_, "hidden_states", in.hidden_states, {B, N, config_.in_channels});
+    FluxShardRows rows{0, T, 0, N};
+    std::string where;
+    if (parallel != nullptr) {
+      PD_REQUIRE(parallel->ulysses != nullptr && parallel->ring != nullptr,
+                 "FLUX sequence-parallel forward needs both the Ulysses and the Ring communicator");
+      rows = flux_shard_rows(T, N, parallel->parts(), parallel->part());
+      where = detail::concat(" (SP rank ", parallel->part(), " of ", parallel->parts(), " holds text rows [",
+                             rows.text_start, ", ", rows.text_start + rows.text_count, ") and image rows [",
+                             rows.image_start, ", ", rows.image_start + rows.image_count, "))");
+    }
+    require_device_input(backend_, "hidden_states", in.hidden_states, {B, rows.image_count, config_.in_channels},
+                         where);
     require_device_input(backend_, "encoder_hidden_states", in.encoder_hidden_states,
-                         {B, T, config_.joint_attention_dim});
+                         {B, rows.text_count, config_.joint_attention_dim}, where);
     require_device_input(backend_, "pooled_projections", in.pooled_projections, {B, config_.pooled_projection_dim});
     PD_REQUIRE(int64_t(in.timestep.size()) == B, "FLUX input timestep has ", in.timestep.size(),
                " values for a batch of ", B);
@@ -116,7 +143,7 @@ class FluxModel final : public FluxTransformer {
     } else {
       PD_REQUIRE(in.guidance.empty(), "FLUX input guidance given to a model without guidance embedding");
     }
-    return {B, N, T};
+    return {B, N, T, rows};
   }
 
   // mlp(x) = out(SiLU(in(x))), into y, through the [B, D] scratch `hidden`.
@@ -149,10 +176,11 @@ class FluxModel final : public FluxTransformer {
     return temb;
   }
 
-  // The RoPE tables of the last position ids seen. Every step of a denoising loop passes the same ids, and
-  // building the tables on the host costs milliseconds at 1024² — time the GPU would sit idle.
+  // The RoPE tables of the last position ids and rows seen. Every step of a denoising loop passes the same
+  // ids, and building the tables on the host costs milliseconds at 1024² — time the GPU would sit idle.
   struct RopeCache {
     std::vector<float> txt_ids, img_ids;
+    int64_t first_row = 0, rows = 0;
     Tensor cos, sin;
 
     // The ids as a key; empty (never cached) unless they are plain f32 host memory.
@@ -161,14 +189,19 @@ class FluxModel final : public FluxTransformer {
       const float* p = ids.data_as<float>();
       return std::vector<float>(p, p + ids.numel());
     }
-    void update(Backend& backend, const Tensor& txt, const Tensor& img, const std::array<int, 3>& axes) {
+    // Rows [first, first + count) of the joint sequence's tables on the device.
+    void update(Backend& backend, const Tensor& txt, const Tensor& img, const std::array<int, 3>& axes,
+                int64_t first, int64_t count) {
       std::vector<float> t = key(txt), i = key(img);
-      if (cos.defined() && !i.empty() && t == txt_ids && i == img_ids) return;
+      const bool same_rows = first == first_row && count == rows;
+      if (cos.defined() && !i.empty() && t == txt_ids && i == img_ids && same_rows) return;
       const RopeTables rope = rope_tables(txt, img, axes, kRopeTheta);
-      cos = backend.upload(rope.cos, DType::kF32);
-      sin = backend.upload(rope.sin, DType::kF32);
+      cos = backend.upload(rope.cos.slice(0, first, count), DType::kF32);
+      sin = backend.upload(rope.sin.slice(0, first, count), DType::kF32);
       txt_ids = std::move(t);
       img_ids = std::move(i);
+      first_row = first;
+      rows = count;
     }
   };
 
@@ -199,7 +232,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 Tensor forward_with_tap(FluxTransformer& model, const FluxInputs& in, const FluxTap& tap) {
   auto* impl = dynamic_cast<FluxModel*>(&model);
   PD_CHECK(impl != nullptr, "forward_with_tap needs a model made by FluxTransformer::load or ::random");
-  return impl->run(in, tap);
+  return impl->run(in, nullptr, tap);
 }
 
 }  // namespace flux

@@ -92,4 +92,9 @@ std::unique_ptr<T5Encoder> T5Encoder::load(Backend& backend, const std::string& 
   return std::make_unique<t5::T5Model>(backend, t5::load_t5(backend, path, config_json));
 }
 
+std::unique_ptr<T5Encoder> T5Encoder::random(Backend& backend, const T5Config& config, uint64_t seed) {
+  t5::validate_config(config, "random T5 encoder");
+  return std::make_unique<t5::T5Model>(backend, t5::LoadedT5{config, t5::random_weights(backend, config, seed)});
+}
+
 }  // namespace paradit

@@ -49,5 +49,7 @@ struct LoadedT5 {
 
 // Finds, checks and uploads the weights at `path` (see T5Encoder::load).
 LoadedT5 load_t5(Backend& backend, const std::string& path, const std::string& config_json);
+// Random weights of config `c` (see T5Encoder::random).
+T5Weights random_weights(Backend& backend, const T5Config& c, uint64_t seed);
 
 }  // namespace paradit::t5

@@ -133,4 +133,32 @@ LoadedT5 load_t5(Backend& backend, const std::string& path, const std::string& c
   return out;
 }
 
+T5Weights random_weights(Backend& backend, const T5Config& c, uint64_t seed) {
+  T5Weights w;
+  const int64_t D = c.d_model, I = c.inner_dim(), F = c.d_ff;
+  const auto make = [&](const std::string& name, const Shape& shape) {
+    Tensor t = text_encoder::random_weight(backend, seed, name, shape);
+    w.bytes += t.nbytes();
+    return t;
+  };
+  w.embedding = make(kShared, {c.vocab_size, D});
+  for (int i = 0; i < c.num_layers; ++i) {
+    LayerWeights l;
+    l.attn_norm = make(block(i, "layer.0.layer_norm.weight"), {D});
+    // Made fused, as load_t5 leaves q, k and v: one [3·inner, D] projection (the name is only a seed).
+    l.qkv = make(block(i, "layer.0.SelfAttention.qkv.weight"), {3 * I, D});
+    l.o = make(block(i, "layer.0.SelfAttention.o.weight"), {D, I});
+    l.ff_norm = make(block(i, "layer.1.layer_norm.weight"), {D});
+    l.wi_0 = make(block(i, "layer.1.DenseReluDense.wi_0.weight"), {F, D});
+    l.wi_1 = make(block(i, "layer.1.DenseReluDense.wi_1.weight"), {F, D});
+    l.wo = make(block(i, "layer.1.DenseReluDense.wo.weight"), {D, F});
+    w.layers.push_back(std::move(l));
+  }
+  w.final_norm = make("encoder.final_layer_norm.weight", {D});
+  // The table lives on the host (the bias is built there); ~1/√H is small next to the attention logits.
+  w.bias_table = backend.download_f32(
+      text_encoder::random_weight(backend, seed, kBiasTable, {c.relative_attention_num_buckets, c.num_heads}));
+  return w;
+}
+
 }  // namespace paradit::t5

@@ -125,4 +125,16 @@ std::unique_ptr<VaeDecoder> VaeDecoder::load(Backend& backend, const std::string
   return std::make_unique<vae::VaeModel>(backend, source.config, source.layout, std::move(weights));
 }
 
+std::unique_ptr<VaeDecoder> VaeDecoder::random(Backend& backend, const VaeConfig& config, uint64_t seed) {
+  // What a config.json is checked for on load (see VaeConfig::from_diffusers_json).
+  PD_REQUIRE(config.out_channels > 0 && config.latent_channels > 0 && !config.block_out_channels.empty() &&
+                 config.layers_per_block >= 0 && config.norm_num_groups > 0 && config.scaling_factor != 0,
+             "random VAE: invalid config ", config.summary());
+  for (int w : config.block_out_channels)
+    PD_REQUIRE(w > 0 && w % config.norm_num_groups == 0, "random VAE: block width ", w,
+               " is not a positive multiple of norm_num_groups ", config.norm_num_groups);
+  vae::VaeWeights weights = vae::random_weights(backend, config, seed);
+  return std::make_unique<vae::VaeModel>(backend, config, "random", std::move(weights));
+}
+
 }  // namespace paradit

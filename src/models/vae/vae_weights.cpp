@@ -1,9 +1,11 @@
 // Reading, converting and uploading the decoder's weights, then binding them to the block structure.
 #include "models/vae/vae_weights.h"
 
+#include <cmath>
 #include <cstring>
 #include <map>
 
+#include "paradit/core/random.h"
 #include "paradit/core/status.h"
 
 namespace paradit::vae {
@@ -56,12 +58,8 @@ class Binder {
   std::map<std::string, Tensor> host_;
 };
 
-}  // namespace
-
-VaeWeights load_weights(Backend& backend, const VaeSource& source) {
-  const VaeConfig& c = source.config;
-  std::map<std::string, Tensor> host;
-  for (const TensorSpec& spec : decoder_tensors(c)) host.emplace(spec.diffusers, read_tensor(source, spec));
+// Uploads the host tensors (internal layout, f32, by diffusers name) and binds them to the block structure.
+VaeWeights bind_weights(Backend& backend, const VaeConfig& c, std::map<std::string, Tensor> host) {
   Binder t(backend, std::move(host));
 
   VaeWeights w;
@@ -85,6 +83,56 @@ VaeWeights load_weights(Backend& backend, const VaeSource& source) {
   w.conv_out = t.conv("decoder.conv_out");
   w.bytes = t.bytes;
   return w;
+}
+
+// A tensor's shape in the internal layout that read_tensor produces (see VaeSource).
+Shape internal_shape(const TensorSpec& spec) {
+  const Shape& s = spec.shape;
+  switch (spec.kind) {
+    case TensorKind::kConv3x3: return {s[0], s[2], s[3], s[1]};
+    case TensorKind::kConv1x1: return {s[0], s[1]};
+    case TensorKind::kAttnProj:
+    case TensorKind::kVector: return s;
+  }
+  PD_THROW(kInternal, "unknown VAE tensor kind");
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Host f32 values under FluxTransformer::random's law: matrices and kernels ~ 1/√fan_in, biases 0.01, GroupNorm
+// scales 1 ± 0.02. Element i is Backend::fill_random's (core/random.h), made here because the binding (and the
+// fused q, k, v) starts from host tensors; the decoder is small (≈ 50 M parameters for FLUX's).
+Tensor random_host_tensor(uint64_t seed, const std::string& name, const Shape& shape) {
+  Tensor t = Tensor::empty(shape, DType::kF32, cpu_allocator());
+  const int64_t n = t.numel();
+  float mean = 0.0f, stddev = 0.01f;
+  if (shape.size() >= 2) {
+    stddev = float(1.0 / std::sqrt(double(n / shape[0])));
+  } else if (!ends_with(name, ".bias")) {
+    mean = 1.0f;
+    stddev = 0.02f;
+  }
+  const uint64_t s = named_tensor_seed(seed, name);
+  float* p = t.data_as<float>();
+  for (int64_t i = 0; i < n; ++i) p[i] = mean + random_uniform_value(s, uint64_t(i), stddev);
+  return t;
+}
+
+}  // namespace
+
+VaeWeights load_weights(Backend& backend, const VaeSource& source) {
+  std::map<std::string, Tensor> host;
+  for (const TensorSpec& spec : decoder_tensors(source.config)) host.emplace(spec.diffusers, read_tensor(source, spec));
+  return bind_weights(backend, source.config, std::move(host));
+}
+
+VaeWeights random_weights(Backend& backend, const VaeConfig& config, uint64_t seed) {
+  std::map<std::string, Tensor> host;
+  for (const TensorSpec& spec : decoder_tensors(config))
+    host.emplace(spec.diffusers, random_host_tensor(seed, spec.diffusers, internal_shape(spec)));
+  return bind_weights(backend, config, std::move(host));
 }
 
 }  // namespace paradit::vae

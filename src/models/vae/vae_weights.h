@@ -55,5 +55,7 @@ struct VaeWeights {
 
 // Reads every decoder tensor of `source`, converts it and uploads it in backend.compute_dtype().
 VaeWeights load_weights(Backend& backend, const VaeSource& source);
+// Random weights of `config`, bound the same way (see VaeDecoder::random).
+VaeWeights random_weights(Backend& backend, const VaeConfig& config, uint64_t seed);
 
 }  // namespace paradit::vae

@@ -1,0 +1,32 @@
+// FluxPipeline::random: every network of a FLUX.1 pipeline from random weights, for benchmarks of the whole
+// pipeline where the real weights are not at hand. The stages after tokenization are the loaded pipeline's.
+#include "paradit/core/status.h"
+#include "pipeline/flux_pipeline_impl.h"
+
+namespace paradit {
+namespace flux_pipeline {
+
+Pipeline::Pipeline(Backend& backend, const FluxNetworkConfigs& configs, uint64_t seed, FluxPipelineOptions options)
+    : backend_(backend), options_(options), random_configs_(configs), random_seed_(seed) {
+  const auto start = std::chrono::steady_clock::now();
+  sources_.model_name = "FLUX.1 with random weights";
+  // Nothing is read from these: they name the pieces in messages.
+  sources_.transformer = "(random transformer)";
+  sources_.vae = "(random VAE)";
+  sources_.clip = "(random CLIP)";
+  sources_.t5 = "(random T5)";
+
+  check_text_to_image(configs.transformer, sources_.transformer);
+  transformer_ = FluxTransformer::random(backend_, configs.transformer, seed);
+  vae_ = VaeDecoder::random(backend_, configs.vae, seed + 3);
+  finish_setup(start);
+}
+
+}  // namespace flux_pipeline
+
+std::unique_ptr<FluxPipeline> FluxPipeline::random(Backend& backend, const FluxNetworkConfigs& configs, uint64_t seed,
+                                                   const FluxPipelineOptions& options) {
+  return std::make_unique<flux_pipeline::Pipeline>(backend, configs, seed, options);
+}
+
+}  // namespace paradit

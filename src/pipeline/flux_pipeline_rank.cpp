@@ -1,0 +1,121 @@
+// FluxPipeline::generate_rank: one rank's part of a generate over a device mesh (SPMD).
+//
+// Who does what, for a mesh ulysses U × ring R × cfg C × dp P:
+// - Prompts: world rank 0 encodes them (its pipeline alone holds the text encoders) and broadcasts the
+//   embeddings — once per request, whatever the world size. Encoding is a small part of a request, while T5-XXL
+//   held on every GPU would take 9.5 GB each from the transformer; the broadcast is T × 4096 values (4 MB).
+// - Images: data-parallel rank d denoises images [start(d), end(d)) of SequenceShard(batch, P), one by one.
+// - Tokens: SP rank s (ulysses + U·ring) holds rows flux_shard_rows(T, N, U·R, s) of the joint [text; image]
+//   sequence; its latents are only its image rows, from the host noise to the last Euler step.
+// - CFG: with C = 2, cfg rank 0 runs the positive branch and cfg rank 1 the negative; they swap velocities
+//   every step and take the same step.
+// - Decoding: each image's rows are gathered once over the SP group; SP rank 0 of cfg rank 0 decodes it.
+#include <algorithm>
+#include <chrono>
+
+#include "paradit/core/status.h"
+#include "paradit/parallel/sequence_shard.h"
+#include "paradit/pipeline/latents.h"
+#include "pipeline/flux_pipeline_impl.h"
+
+namespace paradit::flux_pipeline {
+
+void Pipeline::broadcast_prompt(Communicator& world, int tokens, FluxPromptEmbeds& e) {
+  if (world.rank() != 0) {
+    const FluxConfig& fc = transformer_->config();
+    e.prompt_embeds = backend_.empty({1, tokens, fc.joint_attention_dim});
+    e.pooled = backend_.empty({1, fc.pooled_projection_dim});
+  }
+  // The transformer takes both in compute dtype, as the encoders give them: the ranks agree on the bytes.
+  PD_CHECK(e.prompt_embeds.dtype() == backend_.compute_dtype() && e.pooled.dtype() == backend_.compute_dtype(),
+           e.prompt_embeds.desc(), " ", e.pooled.desc());
+  world.broadcast(e.prompt_embeds, 0);
+  world.broadcast(e.pooled, 0);
+}
+
+FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext& ctx,
+                                       const FluxProgressCallback& progress) {
+  PD_REQUIRE(ctx.world != nullptr && ctx.groups != nullptr && ctx.world->size() == ctx.mesh.world() &&
+                 ctx.world->rank() == ctx.rank,
+             "generate_rank: the rank context does not fit its mesh ", ctx.mesh.str());
+  const MeshGroups& g = *ctx.groups;
+  const bool leader = ctx.rank == 0;
+  FluxRankResult out;
+  FluxResult& r = out.result;
+  const bool cfg = prepare(req, r, leader);
+  const bool cfg_parallel = ctx.mesh.degree(MeshDim::kCfg) == 2;
+  PD_REQUIRE(!cfg_parallel || cfg, "CFG parallel runs the positive and the negative prompt side by side: it needs "
+             "true CFG (a negative prompt and a CFG scale above 1)");
+
+  auto start = std::chrono::steady_clock::now();
+  FluxPromptEmbeds positive, negative;
+  if (leader) {
+    positive = encode_prompt(req.prompt, r.max_sequence_length, &r.warnings);
+    if (cfg) negative = encode_prompt(*req.negative_prompt, r.max_sequence_length, &r.warnings);
+    if (options_.release_text_encoders) release_text_encoders();
+  }
+  if (ctx.world->size() > 1) {
+    broadcast_prompt(*ctx.world, r.max_sequence_length, positive);
+    if (cfg) broadcast_prompt(*ctx.world, r.max_sequence_length, negative);
+  }
+  r.timings.encode_s = seconds_since(start);
+
+  const int64_t T = r.max_sequence_length;
+  const int64_t N = flux_packed_latent_shape(1, req.height, req.width)[1];
+  FluxParallel sp{g.ulysses.get(), g.ring.get()};
+  DenoiseGroups groups;
+  groups.rows = flux_shard_rows(T, N, sp.parts(), sp.part());
+  if (sp.parts() > 1) groups.sp = &sp;
+  if (cfg_parallel) groups.cfg = g.cfg.get();
+  const bool decodes = sp.part() == 0 && ctx.coord(MeshDim::kCfg) == 0;
+  const int64_t channels = kFluxLatentChannels * kFluxPatch * kFluxPatch;
+
+  const SequenceShard images(req.batch_count, ctx.mesh.degree(MeshDim::kDp));
+  const int dp = ctx.coord(MeshDim::kDp);
+  const int64_t first = images.start(dp), count = images.count(dp);
+  if (decodes) r.latents = Tensor::empty({count, N, channels}, DType::kF32, cpu_allocator());
+  for (int64_t k = 0; k < count; ++k) {
+    const int i = int(first + k);
+    const uint64_t seed = req.seed + uint64_t(i);
+    // The whole image's noise, drawn as generate() draws it, then this rank's rows.
+    const Tensor init = req.init_latents.defined() ? req.init_latents.slice(0, i, 1)
+                                                   : flux_initial_noise(seed, 1, req.height, req.width);
+    const Tensor x = backend_.upload(init.slice(1, groups.rows.image_start, groups.rows.image_count), DType::kF32);
+
+    start = std::chrono::steady_clock::now();
+    FluxProgressCallback report;
+    if (decodes)
+      report = [&](const FluxProgress& p) {
+        r.timings.step_s.push_back(p.step_seconds);
+        if (progress) progress({i, req.batch_count, p.step, p.steps, p.step_seconds});
+      };
+    denoise_rows(x, req.width, req.height, r.steps, req.guidance, positive, cfg ? &negative : nullptr,
+                 req.true_cfg_scale, groups, report);
+
+    // The one gather of the image: every SP rank's rows into the whole latents.
+    Tensor whole = x;
+    if (sp.parts() > 1) {
+      whole = backend_.empty({1, N, channels}, DType::kF32);
+      std::vector<Tensor> pieces(sp.parts());
+      for (int p = 0; p < sp.parts(); ++p) {
+        const FluxShardRows rows = flux_shard_rows(T, N, sp.parts(), p);
+        pieces[p] = whole.slice(1, rows.image_start, rows.image_count);
+      }
+      g.sp->all_gather_v(pieces, x);
+    }
+    r.timings.denoise_s += seconds_since(start);
+    if (!decodes) continue;
+
+    const Tensor final = backend_.download_f32(whole);
+    std::copy_n(final.data_as<float>(), N * channels, r.latents.data_as<float>() + k * N * channels);
+    start = std::chrono::steady_clock::now();
+    std::vector<Rgb8Image> decoded = decode(final, req.width, req.height);
+    r.timings.decode_s += seconds_since(start);
+    r.images.push_back(std::move(decoded.front()));
+    r.seeds.push_back(seed);
+    out.batch_indices.push_back(i);
+  }
+  return out;
+}
+
+}  // namespace paradit::flux_pipeline

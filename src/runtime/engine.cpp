@@ -1,0 +1,202 @@
+// The Engine: workers, their backends and pipelines, the communicators that connect them, and recovery.
+#include "paradit/runtime/engine.h"
+
+#include <chrono>
+#include <mutex>
+
+#include "paradit/core/log.h"
+#include "paradit/core/status.h"
+#include "paradit/parallel/mesh_groups.h"
+#include "paradit/parallel/rank_context.h"
+#include "paradit/runtime/mesh_plan.h"
+#include "runtime/merge_results.h"
+#include "runtime/rank_backends.h"
+#include "runtime/rank_workers.h"
+#include "runtime/world.h"
+
+namespace paradit {
+namespace runtime {
+namespace {
+
+// "ulysses 1, ring 0" for the rank's coordinates along the dimensions of the mesh above 1.
+std::string coords_str(const DeviceMesh& mesh, int rank) {
+  std::string s;
+  for (MeshDim d : kAllMeshDims)
+    if (mesh.degree(d) > 1)
+      s += (s.empty() ? "" : ", ") + std::string(mesh_dim_name(d)) + " " + std::to_string(mesh.coord(rank, d));
+  return s;
+}
+
+// The error that stopped a run. When every rank refused the same way (a bad request), that refusal as it is;
+// otherwise the first failure that is not a cancellation caused by another rank's (else the first failure),
+// naming its rank. Ok when every rank succeeded.
+Status run_failure(const std::vector<Status>& outcomes, const DeviceMesh& mesh) {
+  int first = -1, cause = -1;
+  bool same = true;
+  for (int r = 0; r < int(outcomes.size()); ++r) {
+    const Status& s = outcomes[size_t(r)];
+    same = same && !s.ok() && s.code() == outcomes[0].code() && s.message() == outcomes[0].message();
+    if (s.ok()) continue;
+    if (first < 0) first = r;
+    if (cause < 0 && s.code() != StatusCode::kCancelled) cause = r;
+  }
+  if (first < 0) return Status();
+  if (same || mesh.world() == 1) return outcomes[0];
+  const int r = cause >= 0 ? cause : first;
+  const Status& s = outcomes[size_t(r)];
+  return Status(s.code(), detail::concat("rank ", r, " of ", mesh.world(), " (", coords_str(mesh, r),
+                                         "): ", s.message()));
+}
+
+class EngineImpl final : public Engine {
+ public:
+  EngineImpl(const EngineOptions& options, const DeviceMesh& mesh, BackendFactory make_backend)
+      : options_(options),
+        mesh_(mesh),
+        make_backend_(std::move(make_backend)),
+        workers_(mesh.world()),
+        ranks_(size_t(mesh.world())) {}
+
+  // Each rank's state goes on its own thread, where it was made (a GPU backend's context is the thread's).
+  ~EngineImpl() override {
+    workers_.run([&](int r) {
+      Rank& rank = ranks_[size_t(r)];
+      rank.groups.reset();
+      rank.world.reset();
+      rank.pipeline.reset();
+      rank.backend.reset();
+    });
+  }
+
+  // Backends and pipelines (no collective: a failing rank cannot block the others), then the communicators.
+  void start() {
+    const auto t0 = std::chrono::steady_clock::now();
+    throw_if_failed(run([&](int r) {
+      Rank& rank = ranks_[size_t(r)];
+      rank.backend = make_backend_(r);
+      FluxPipelineOptions o = options_.pipeline;
+      o.encodes_prompts = r == 0;
+      rank.pipeline = FluxPipeline::load(*rank.backend, options_.sources, o);
+    }));
+    connect();
+    load_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (mesh_.world() > 1)
+      PD_LOG(kInfo, "engine: ", device_name(), "; loaded in ", int(load_s_ * 1000), " ms");
+  }
+
+  const DeviceMesh& mesh() const override { return mesh_; }
+  std::string device_name() const override {
+    const std::string first = ranks_[0].backend->name();
+    if (mesh_.world() == 1) return first;
+    return detail::concat(mesh_.world(), " ranks (", mesh_.degrees().flags(), "), rank 0 on ", first);
+  }
+  DType compute_dtype() const override { return ranks_[0].backend->compute_dtype(); }
+  FluxVariant variant() const override { return ranks_[0].pipeline->variant(); }
+  const std::string& model_name() const override { return ranks_[0].pipeline->model_name(); }
+  double load_seconds() const override { return load_s_; }
+
+  FluxResult generate(const FluxRequest& request, const FluxProgressCallback& progress) override {
+    std::lock_guard lk(mu_);
+    require_cfg_parallel_fits(mesh_.degrees(), uses_true_cfg(request));
+    if (!connected_) connect();  // an earlier failure left no usable communicators
+
+    std::mutex progress_mu;  // ranks of different data-parallel groups report at once
+    FluxProgressCallback serialized;
+    if (progress)
+      serialized = [&](const FluxProgress& p) {
+        std::lock_guard plk(progress_mu);
+        progress(p);
+      };
+    std::vector<FluxRankResult> parts(ranks_.size());
+    outcomes_ = run([&](int r) {
+      Rank& rank = ranks_[size_t(r)];
+      const RankContext ctx{mesh_, r, rank.world.get(), rank.groups.get()};
+      parts[size_t(r)] = rank.pipeline->generate_rank(request, ctx, serialized);
+    });
+    const Status failure = run_failure(outcomes_, mesh_);
+    if (!failure.ok()) {
+      reconnect();
+      throw Error(failure);
+    }
+    return merge_rank_results(request, parts);
+  }
+
+  std::vector<Status> last_outcomes() const override {
+    std::lock_guard lk(mu_);
+    return outcomes_;
+  }
+
+ private:
+  struct Rank {
+    std::unique_ptr<Backend> backend;
+    std::unique_ptr<FluxPipeline> pipeline;
+    std::unique_ptr<Communicator> world;
+    std::unique_ptr<MeshGroups> groups;
+  };
+
+  // Runs job on every rank. A rank that throws aborts its world, so every other rank's pending and next
+  // collective throws instead of waiting for it.
+  std::vector<Status> run(const std::function<void(int)>& job) {
+    return workers_.run([&](int r) {
+      const Status s = capture([&] { job(r); });
+      if (s.ok()) return;
+      if (ranks_[size_t(r)].world) ranks_[size_t(r)].world->abort(s.to_string());
+      throw Error(s);
+    });
+  }
+
+  void throw_if_failed(const std::vector<Status>& outcomes) const {
+    const Status failure = run_failure(outcomes, mesh_);
+    if (!failure.ok()) throw Error(failure);
+  }
+
+  // A fresh world and each rank's mesh groups split from it.
+  void connect() {
+    connected_ = false;
+    std::vector<Backend*> backends;
+    for (Rank& rank : ranks_) {
+      rank.groups.reset();
+      rank.world.reset();
+      backends.push_back(rank.backend.get());
+    }
+    std::vector<std::unique_ptr<Communicator>> world = connect_world(backends);
+    for (size_t r = 0; r < ranks_.size(); ++r) ranks_[r].world = std::move(world[r]);
+    throw_if_failed(run([&](int r) {
+      Rank& rank = ranks_[size_t(r)];
+      rank.groups = std::make_unique<MeshGroups>(MeshGroups::create(mesh_, *rank.world));
+    }));
+    connected_ = true;
+  }
+
+  // After a failed request: the old communicators are poisoned (and NCCL's aborted); make new ones now, so that
+  // the next request does not wait for it. Never throws: if this fails, the next request tries again.
+  void reconnect() noexcept {
+    const Status s = capture([&] { connect(); });
+    if (!s.ok()) PD_LOG(kWarn, "could not reconnect the ranks after a failed request (", s.to_string(), ")");
+  }
+
+  const EngineOptions options_;
+  const DeviceMesh mesh_;
+  BackendFactory make_backend_;
+  RankWorkers workers_;
+  std::vector<Rank> ranks_;
+  mutable std::mutex mu_;
+  std::vector<Status> outcomes_;
+  bool connected_ = false;
+  double load_s_ = 0;
+};
+
+}  // namespace
+}  // namespace runtime
+
+std::unique_ptr<Engine> Engine::create(const EngineOptions& options) {
+  const DeviceMesh mesh = DeviceMesh::create(options.mesh, options.mesh.product());
+  runtime::BackendFactory make = options.make_backend
+                                     ? options.make_backend
+                                     : runtime::rank_backends(options.device, options.threads_per_rank, mesh);
+  auto engine = std::make_unique<runtime::EngineImpl>(options, mesh, std::move(make));
+  engine->start();
+  return engine;
+}
+
+}  // namespace paradit

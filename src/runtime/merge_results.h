@@ -1,0 +1,15 @@
+// Assembling one FluxResult from the shares of a parallel generate's ranks.
+#pragma once
+
+#include <vector>
+
+#include "paradit/pipeline/flux_pipeline.h"
+
+namespace paradit::runtime {
+
+// Every image of the request lands at its batch index, with its seed, latents and step times, from the rank
+// that decoded it. Steps, sequence length, warnings and the encode time are world rank 0's (parts[0]); the
+// denoise and decode times are the slowest rank's (the ranks run side by side).
+FluxResult merge_rank_results(const FluxRequest& request, std::vector<FluxRankResult>& parts);
+
+}  // namespace paradit::runtime
