@@ -5,6 +5,7 @@
 #include <string>
 
 #include "backend/cuda/cuda_check.h"
+#include "paradit/core/log.h"
 #include "paradit/core/status.h"
 
 // The front end is a large header-only library written for its own warning set; ours would flag it.
@@ -51,7 +52,7 @@ struct ScopedBlock {
 }  // namespace
 
 struct Sdpa::Entry {
-  std::shared_ptr<fe::graph::Graph> graph;
+  std::shared_ptr<fe::graph::Graph> graph;  // null: cuDNN refused this configuration
   int64_t workspace_bytes = 0;
   std::unordered_map<int64_t, void*> pack;  // kept between calls: only the pointers change
 };
@@ -88,8 +89,20 @@ Sdpa::~Sdpa() {
   if (handle_) cudnnDestroy(static_cast<cudnnHandle_t>(handle_));
 }
 
-void Sdpa::run(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+bool Sdpa::eligible(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v) {
+  const int64_t d = q.size(3);
+  if (d % 8 != 0 || d > 256) return false;
+  for (const Tensor* t : {&q, &k, &v, &out}) {
+    if (!aligned16(t->data())) return false;
+    for (int i = 0; i < 3; ++i)
+      if (t->stride(i) % 8 != 0) return false;
+  }
+  return true;
+}
+
+bool Sdpa::run(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
                Allocator& alloc) {
+  if (!eligible(out, q, k, v)) return false;
   Key key{};
   key.b = q.size(0);
   key.sq = q.size(1);
@@ -115,62 +128,59 @@ void Sdpa::run(const Tensor& out, const Tensor& lse, const Tensor& q, const Tens
                           shape_str(out.strides()), lse.defined() ? ", with lse" : "");
   };
 
-  // What cuDNN's fused kernels need: 16-byte aligned rows of a head dim that is a multiple of 8, up to 256.
-  PD_REQUIRE(key.d % 8 == 0 && key.d <= 256, "attention: cuDNN fused attention needs a head dim that is a multiple",
-             " of 8 and at most 256; got ", describe());
-  for (const Tensor* t : {&q, &k, &v, &out}) {
-    bool ok = aligned16(t->data());
-    for (int i = 0; i < 3; ++i) ok = ok && t->stride(i) % 8 == 0;
-    PD_REQUIRE(ok, "attention: cuDNN fused attention needs 16-byte aligned q/k/v/out with strides that are ",
-               "multiples of 8 elements; got ", describe());
-  }
-
   auto it = cache_.find(key);
   if (it == cache_.end()) {
-    auto e = std::make_unique<Entry>();
-    auto g = std::make_shared<fe::graph::Graph>();
-    g->set_io_data_type(fe::DataType_t::BFLOAT16)
-        .set_intermediate_data_type(fe::DataType_t::FLOAT)
-        .set_compute_data_type(fe::DataType_t::FLOAT);
-    // Dims [B, H, S, d] over our [B, S, H, d] memory: the stride order follows the real layout.
-    const auto bhsd = [&](const char* name, int64_t uid, int64_t s, const int64_t* st) {
-      return g->tensor(fe::graph::Tensor_attributes()
-                           .set_name(name)
-                           .set_uid(uid)
-                           .set_dim({key.b, key.h, s, key.d})
-                           .set_stride({st[0], st[2], st[1], 1}));
-    };
-    auto Q = bhsd("Q", kUidQ, key.sq, key.q);
-    auto K = bhsd("K", kUidK, key.skv, key.k);
-    auto V = bhsd("V", kUidV, key.skv, key.v);
-    auto options = fe::graph::SDPA_attributes().set_name("sdpa").set_generate_stats(key.lse).set_attn_scale(scale);
-    auto [O, stats] = g->sdpa(Q, K, V, options);
-    O->set_output(true)
-        .set_uid(kUidO)
-        .set_dim({key.b, key.h, key.sq, key.d})
-        .set_stride({key.o[0], key.o[2], key.o[1], 1});
-    if (key.lse) {
-      // cuDNN's Stats is max + ln(Σ exp(s − max)) of the scaled logits, natural log (stats_use_log2 stays off):
-      // exactly the log-sum-exp the interface asks for, as [B, H, Sq, 1].
-      stats->set_output(true)
-          .set_uid(kUidStats)
-          .set_data_type(fe::DataType_t::FLOAT)
-          .set_dim({key.b, key.h, key.sq, 1})
-          .set_stride({key.l[0], key.l[1], key.l[2], 1});
+    try {
+      auto e = std::make_unique<Entry>();
+      auto g = std::make_shared<fe::graph::Graph>();
+      g->set_io_data_type(fe::DataType_t::BFLOAT16)
+          .set_intermediate_data_type(fe::DataType_t::FLOAT)
+          .set_compute_data_type(fe::DataType_t::FLOAT);
+      // Dims [B, H, S, d] over our [B, S, H, d] memory: the stride order follows the real layout.
+      const auto bhsd = [&](const char* name, int64_t uid, int64_t s, const int64_t* st) {
+        return g->tensor(fe::graph::Tensor_attributes()
+                             .set_name(name)
+                             .set_uid(uid)
+                             .set_dim({key.b, key.h, s, key.d})
+                             .set_stride({st[0], st[2], st[1], 1}));
+      };
+      auto Q = bhsd("Q", kUidQ, key.sq, key.q);
+      auto K = bhsd("K", kUidK, key.skv, key.k);
+      auto V = bhsd("V", kUidV, key.skv, key.v);
+      auto options = fe::graph::SDPA_attributes().set_name("sdpa").set_generate_stats(key.lse).set_attn_scale(scale);
+      auto [O, stats] = g->sdpa(Q, K, V, options);
+      O->set_output(true)
+          .set_uid(kUidO)
+          .set_dim({key.b, key.h, key.sq, key.d})
+          .set_stride({key.o[0], key.o[2], key.o[1], 1});
+      if (key.lse) {
+        // cuDNN's Stats is max + ln(Σ exp(s − max)) of the scaled logits, natural log (stats_use_log2 stays off):
+        // exactly the log-sum-exp the interface asks for, as [B, H, Sq, 1].
+        stats->set_output(true)
+            .set_uid(kUidStats)
+            .set_data_type(fe::DataType_t::FLOAT)
+            .set_dim({key.b, key.h, key.sq, 1})
+            .set_stride({key.l[0], key.l[1], key.l[2], 1});
+      }
+      const std::string what = describe();
+      cudnnHandle_t handle = static_cast<cudnnHandle_t>(handle_);
+      check_fe(g->validate(), "graph validation", what);
+      check_fe(g->build_operation_graph(handle), "operation graph", what);
+      check_fe(g->create_execution_plans({fe::HeurMode_t::A}), "engine heuristics", what);
+      check_fe(g->check_support(), "support check", what);
+      check_fe(g->build_plans(), "plan build", what);
+      check_fe(g->get_workspace_size(e->workspace_bytes), "workspace query", what);
+      e->graph = std::move(g);
+      it = cache_.emplace(key, std::move(e)).first;
+    } catch (const Error& err) {
+      if (err.status().code() != StatusCode::kUnimplemented) throw;
+      PD_LOG(kDebug, "attention: cuDNN SDPA refused (", err.what(), "); using the GEMM path for this configuration");
+      it = cache_.emplace(key, std::make_unique<Entry>()).first;
     }
-    const std::string what = describe();
-    cudnnHandle_t handle = static_cast<cudnnHandle_t>(handle_);
-    check_fe(g->validate(), "graph validation", what);
-    check_fe(g->build_operation_graph(handle), "operation graph", what);
-    check_fe(g->create_execution_plans({fe::HeurMode_t::A}), "engine heuristics", what);
-    check_fe(g->check_support(), "support check", what);
-    check_fe(g->build_plans(), "plan build", what);
-    check_fe(g->get_workspace_size(e->workspace_bytes), "workspace query", what);
-    e->graph = std::move(g);
-    it = cache_.emplace(key, std::move(e)).first;
   }
 
   Entry& e = *it->second;
+  if (!e.graph) return false;
   e.pack[kUidQ] = q.data();
   e.pack[kUidK] = k.data();
   e.pack[kUidV] = v.data();
@@ -180,6 +190,7 @@ void Sdpa::run(const Tensor& out, const Tensor& lse, const Tensor& q, const Tens
   if (e.workspace_bytes > 0) ws.ptr = alloc.allocate(size_t(e.workspace_bytes));
   fe::error_t st = e.graph->execute(static_cast<cudnnHandle_t>(handle_), e.pack, ws.ptr);
   if (!st.is_good()) check_fe(st, "execution", describe());
+  return true;
 }
 
 }  // namespace paradit::cuda

@@ -24,10 +24,15 @@ class Sdpa {
   Sdpa(const Sdpa&) = delete;
   Sdpa& operator=(const Sdpa&) = delete;
 
+  // Whether the layout is one cuDNN's fused kernels take: 16-byte aligned q/k/v/out with strides that are
+  // multiples of 8 elements, and a head dim that is a multiple of 8, at most 256.
+  static bool eligible(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v);
+
   // out = softmax(scale·q·kᵀ)·v; lse (f32 [B, H, Sq], natural log) when defined. Shapes are validated by the
-  // caller; this checks what cuDNN itself needs (alignment, head dim) and throws kUnimplemented with cuDNN's
-  // reason when it has no engine for the configuration. Workspace comes from `alloc`.
-  void run(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+  // caller. Returns false, having enqueued nothing, when the layout is not eligible or cuDNN has no engine for
+  // the configuration (the refusal is cached: asking again costs a lookup); the caller then takes the GEMM
+  // path (attention_fallback.h). Other failures throw. Workspace comes from `alloc`.
+  bool run(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
            Allocator& alloc);
 
  private:

@@ -1,5 +1,7 @@
 // Lifecycle of the CUDA backend (device checks, stream, allocator, library handles), the factory functions,
 // and the data-movement ops: copy between host and device or within the device, fill, fill_random.
+#include <cstdlib>
+
 #include "backend/cuda/copy.h"
 #include "backend/cuda/cuda_backend_impl.h"
 #include "backend/cuda/cuda_check.h"
@@ -76,6 +78,12 @@ CudaBackendImpl::CudaBackendImpl(int index) : index_(index) {
     PD_THROW(kUnavailable, "GPU ", index, " (", prop.name, ") has compute capability ", prop.major, ".", prop.minor,
              "; the CUDA backend needs 8.0 or newer (bf16 tensor cores)");
   name_ = detail::concat("cuda:", index, " ", prop.name);
+  const auto env_is = [](const char* name, const char* value) {
+    const char* v = std::getenv(name);
+    return v && std::string(v) == value;
+  };
+  force_gemm_attention_ = env_is("PARADIT_CUDA_ATTENTION", "gemm");
+  force_gemm_conv_ = env_is("PARADIT_CUDA_CONV", "gemm");
   cuda::DeviceGuard guard(index_);
   std::string why;
   if (!cuda::kernels_runnable_on_current_device(&why)) PD_THROW(kUnavailable, "GPU ", index, ": ", why);
@@ -103,6 +111,8 @@ void CudaBackendImpl::release() noexcept {
     }
   }
   try {
+    conv_.reset();  // refers to matmul_
+    gemm_attention_.reset();
     sdpa_.reset();
     matmul_.reset();
     alloc_.reset();  // gives cached blocks back; blocks of tensors still alive stay allocated

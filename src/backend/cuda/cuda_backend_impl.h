@@ -1,7 +1,13 @@
-// The CUDA backend: one GPU, one stream, one caching allocator over cudaMalloc, a cuBLASLt matmul cache and a
-// cuDNN attention-graph cache. Ops validate their arguments here (cuda_backend.cpp, cuda_ops.cpp) and hand
-// raw pointers and strides to the launchers of the kernel families (copy.cu, elementwise.cu, layer_norm.cu,
-// rms_norm_rope.cu) or to the libraries (matmul.cpp, attention.cpp).
+// The CUDA backend: one GPU, one stream, one caching allocator over cudaMalloc, a cuBLASLt matmul cache, a
+// cuDNN attention-graph cache (with a GEMM + softmax path for what cuDNN does not cover) and a cuDNN conv-plan
+// cache. Ops validate their arguments here (cuda_backend.cpp, cuda_ops.cpp) and hand raw pointers and strides
+// to the launchers of the kernel families (copy.cu, elementwise.cu, layer_norm.cu, rms_norm_rope.cu,
+// text_ops.cu, group_norm.cu, upsample.cu, im2col.cu, attention_softmax.cu) or to the libraries (matmul.cpp,
+// attention.cpp, attention_fallback.cpp, conv.cpp).
+//
+// Two environment variables, read when a backend is created, force the library-free paths (for tests and
+// comparisons): PARADIT_CUDA_ATTENTION=gemm (attention by GEMMs + softmax, never cuDNN) and
+// PARADIT_CUDA_CONV=gemm (conv2d by im2col + GEMMs, never cuDNN).
 //
 // Every op is enqueued on the backend's stream and returns without waiting (copies to pageable host memory
 // excepted, which CUDA completes before returning). Scratch blocks go back to the allocator as soon as their
@@ -11,10 +17,14 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend/cuda/attention.h"
+#include "backend/cuda/attention_fallback.h"
+#include "backend/cuda/conv.h"
 #include "backend/cuda/matmul.h"
 #include "paradit/backend/cuda_backend.h"
 
@@ -49,6 +59,19 @@ class CudaBackendImpl final : public CudaBackend {
   void gelu_tanh(const Tensor& y, const Tensor& x) override;
   void add(const Tensor& y, const Tensor& a, const Tensor& b) override;
   void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate) override;
+  void axpby(const Tensor& y, const Tensor& a, float alpha, const Tensor& b, float beta) override;
+  void mul(const Tensor& y, const Tensor& a, const Tensor& b) override;
+  void quick_gelu(const Tensor& y, const Tensor& x) override;
+
+  void embedding(const Tensor& out, const Tensor& table, const std::vector<int32_t>& ids) override;
+  void layer_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps) override;
+  void attention_biased(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                        const Tensor& bias, bool causal) override;
+
+  void conv2d(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, int pad) override;
+  void group_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias, int groups, float eps,
+                  bool silu) override;
+  void upsample_nearest2x(const Tensor& y, const Tensor& x) override;
 
   AllocatorStats memory_stats() const override { return alloc_->stats(); }
   void reset_peak() override { alloc_->reset_peak(); }
@@ -61,6 +84,9 @@ class CudaBackendImpl final : public CudaBackend {
   void require_here(const char* op, const char* name, const Tensor& t) const;
   void copy_host_to_device(const Tensor& dst, const Tensor& src);
   void copy_device_to_host(const Tensor& dst, const Tensor& src);
+  // q, k, v, out of attention/attention_biased: bf16 [B, S, H, d] with matching sizes.
+  void check_attention(const char* op, const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v) const;
+  cuda::GemmAttention& gemm_attention();
 
   int index_;
   std::string name_;
@@ -68,6 +94,10 @@ class CudaBackendImpl final : public CudaBackend {
   std::unique_ptr<CachingAllocator> alloc_;
   std::unique_ptr<cuda::LtMatmul> matmul_;
   std::unique_ptr<cuda::Sdpa> sdpa_;  // created at the first attention call (cuDNN loads its engines then)
+  std::unique_ptr<cuda::GemmAttention> gemm_attention_;  // created at first use
+  std::unique_ptr<cuda::Conv2d> conv_;                   // created at the first conv2d call
+  bool force_gemm_attention_ = false;                    // PARADIT_CUDA_ATTENTION=gemm
+  bool force_gemm_conv_ = false;                         // PARADIT_CUDA_CONV=gemm
 };
 
 namespace cuda {

@@ -1,5 +1,6 @@
 // The compute ops of the CUDA backend: argument validation (op name and shapes in every message), then the
-// launcher or library call. Nothing here waits for the GPU.
+// launcher or library call. Nothing here waits for the GPU (embedding's ids are staged from pageable host
+// memory, which CUDA copies out before cudaMemcpyAsync returns).
 #include <algorithm>
 #include <limits>
 
@@ -7,8 +8,12 @@
 #include "backend/cuda/copy.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/elementwise.h"
+#include "backend/cuda/group_norm.h"
 #include "backend/cuda/layer_norm.h"
 #include "backend/cuda/rms_norm_rope.h"
+#include "backend/cuda/scratch.h"
+#include "backend/cuda/text_ops.h"
+#include "backend/cuda/upsample.h"
 
 namespace paradit {
 namespace {
@@ -171,20 +176,31 @@ void CudaBackendImpl::rms_norm_rope(const Tensor& y, const Tensor& x, const Tens
   cuda::launch_rms_norm_rope(y, x, weight, cos, sin, eps, stream_);
 }
 
-void CudaBackendImpl::attention(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
-                                const Tensor& v, float scale) {
-  const char* op = "attention";
+void CudaBackendImpl::check_attention(const char* op, const Tensor& out, const Tensor& q, const Tensor& k,
+                                      const Tensor& v) const {
   for (auto [name, t] : {std::pair{"out", &out}, std::pair{"q", &q}, std::pair{"k", &k}, std::pair{"v", &v}}) {
     require_here(op, name, *t);
     require_dtype(op, name, *t, DType::kBF16);
     require_rows(op, name, *t);
     PD_REQUIRE(t->dim() == 4, op, ": ", name, " ", t->desc(), " must be [B, S, H, d]");
   }
-  const int64_t B = q.size(0), Sq = q.size(1), H = q.size(2), d = q.size(3), Skv = k.size(1);
+  const int64_t B = q.size(0), H = q.size(2), d = q.size(3);
   PD_REQUIRE(k.size(0) == B && k.size(2) == H && k.size(3) == d, op, ": k ", k.desc(), " does not match q ", q.desc(),
              " in batch, heads or head dim");
   require_shape(op, "v", v, k.shape());
   require_shape(op, "out", out, q.shape());
+}
+
+cuda::GemmAttention& CudaBackendImpl::gemm_attention() {
+  if (!gemm_attention_) gemm_attention_ = std::make_unique<cuda::GemmAttention>(stream_);
+  return *gemm_attention_;
+}
+
+void CudaBackendImpl::attention(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
+                                const Tensor& v, float scale) {
+  const char* op = "attention";
+  check_attention(op, out, q, k, v);
+  const int64_t B = q.size(0), Sq = q.size(1), H = q.size(2), Skv = k.size(1);
   if (lse.defined()) {
     require_here(op, "lse", lse);
     require_dtype(op, "lse", lse, DType::kF32);
@@ -200,8 +216,31 @@ void CudaBackendImpl::attention(const Tensor& out, const Tensor& lse, const Tens
     if (lse.defined()) cuda::launch_fill(lse, -std::numeric_limits<float>::infinity(), stream_);
     return;
   }
-  if (!sdpa_) sdpa_ = std::make_unique<cuda::Sdpa>(stream_);
-  sdpa_->run(out, lse, q, k, v, scale, *alloc_);
+  // cuDNN's fused kernels when they take the layout (head dim ≤ 256, aligned) and have an engine for it; GEMMs +
+  // softmax otherwise (the VAE's 512-wide head).
+  if (!force_gemm_attention_ && cuda::Sdpa::eligible(out, q, k, v)) {
+    if (!sdpa_) sdpa_ = std::make_unique<cuda::Sdpa>(stream_);
+    if (sdpa_->run(out, lse, q, k, v, scale, *alloc_)) return;
+  }
+  gemm_attention().run(out, lse, q, k, v, scale, Tensor(), false, *alloc_);
+}
+
+void CudaBackendImpl::attention_biased(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
+                                       float scale, const Tensor& bias, bool causal) {
+  const char* op = "attention_biased";
+  check_attention(op, out, q, k, v);
+  const int64_t Sq = q.size(1), H = q.size(2), Skv = k.size(1);
+  if (bias.defined()) {
+    require_here(op, "bias", bias);
+    require_dtype(op, "bias", bias, DType::kF32);
+    require_rows(op, "bias", bias);
+    PD_REQUIRE(bias.shape() == Shape({H, Sq, Skv}), op, ": bias is ", bias.desc(), ", expected [H, Sq, Skv] = ",
+               shape_str({H, Sq, Skv}), " for q ", q.desc(), " and k ", k.desc());
+  }
+  if (out.numel() == 0) return;
+  if (!bias.defined() && !causal) return attention(out, Tensor(), q, k, v, scale);
+  cuda::DeviceGuard guard(index_);
+  gemm_attention().run(out, Tensor(), q, k, v, scale, bias, causal, *alloc_);
 }
 
 void CudaBackendImpl::silu(const Tensor& y, const Tensor& x) {
@@ -235,6 +274,45 @@ void CudaBackendImpl::add(const Tensor& y, const Tensor& a, const Tensor& b) {
   cuda::launch_add(y, a, b, stream_);
 }
 
+void CudaBackendImpl::quick_gelu(const Tensor& y, const Tensor& x) {
+  require_here("quick_gelu", "y", y);
+  require_here("quick_gelu", "x", x);
+  require_shape("quick_gelu", "y", y, x.shape());
+  require_dtype("quick_gelu", "y", y, x.dtype());
+  if (y.numel() == 0) return;
+  cuda::DeviceGuard guard(index_);
+  cuda::launch_unary(cuda::Unary::kQuickGelu, y, x, stream_);
+}
+
+void CudaBackendImpl::mul(const Tensor& y, const Tensor& a, const Tensor& b) {
+  for (auto [name, t] : {std::pair{"y", &y}, std::pair{"a", &a}, std::pair{"b", &b}}) {
+    require_here("mul", name, *t);
+    require_shape("mul", name, *t, y.shape());
+    require_dtype("mul", name, *t, y.dtype());
+  }
+  if (y.numel() == 0) return;
+  cuda::DeviceGuard guard(index_);
+  cuda::launch_mul(y, a, b, stream_);
+}
+
+void CudaBackendImpl::axpby(const Tensor& y, const Tensor& a, float alpha, const Tensor& b, float beta) {
+  const char* op = "axpby";
+  for (auto [name, t] : {std::pair{"y", &y}, std::pair{"a", &a}, std::pair{"b", &b}}) {
+    require_here(op, name, *t);
+    PD_REQUIRE(t->dtype() == DType::kF32 || t->dtype() == DType::kBF16 || t->dtype() == DType::kF16, op, ": ", name,
+               " ", t->desc(), " must be f32, bf16 or f16");
+    require_rows(op, name, *t);
+    require_shape(op, name, *t, y.shape());
+  }
+  // y may be an input itself (same place, strides and dtype): each element is read before it is written.
+  for (const Tensor* in : {&a, &b})
+    PD_REQUIRE(y.data() != in->data() || (y.strides() == in->strides() && y.dtype() == in->dtype()), op, ": y ",
+               y.desc(), " aliases an input ", in->desc(), " with other strides or dtype");
+  if (y.numel() == 0) return;
+  cuda::DeviceGuard guard(index_);
+  cuda::launch_axpby(y, a, alpha, b, beta, stream_);
+}
+
 void CudaBackendImpl::gated_add(const Tensor& x, const Tensor& y, const Tensor& gate) {
   const char* op = "gated_add";
   for (auto [name, t] : {std::pair{"x", &x}, std::pair{"y", &y}, std::pair{"gate", &gate}}) {
@@ -247,6 +325,140 @@ void CudaBackendImpl::gated_add(const Tensor& x, const Tensor& y, const Tensor& 
   if (x.numel() == 0) return;
   cuda::DeviceGuard guard(index_);
   cuda::launch_gated_add(x, y, gate, stream_);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Text encoders
+
+void CudaBackendImpl::embedding(const Tensor& out, const Tensor& table, const std::vector<int32_t>& ids) {
+  const char* op = "embedding";
+  for (auto [name, t] : {std::pair{"out", &out}, std::pair{"table", &table}}) {
+    require_here(op, name, *t);
+    require_rows(op, name, *t);
+  }
+  require_dtype(op, "table", table, out.dtype());
+  PD_REQUIRE(out.dim() == 3, op, ": out ", out.desc(), " must be [B, S, D]");
+  PD_REQUIRE(table.dim() == 2, op, ": table ", table.desc(), " must be [V, D]");
+  const int64_t B = out.size(0), S = out.size(1), D = out.size(2), V = table.size(0);
+  PD_REQUIRE(table.size(1) == D, op, ": table ", table.desc(), " has D = ", table.size(1), " but out ", out.desc(),
+             " has D = ", D);
+  PD_REQUIRE(int64_t(ids.size()) == B * S, op, ": ", ids.size(), " ids for out ", out.desc(), " (B·S = ", B * S,
+             ")");
+  // Every id is checked before anything is enqueued, so a bad one leaves out untouched and is named.
+  for (size_t i = 0; i < ids.size(); ++i)
+    PD_REQUIRE(ids[i] >= 0 && ids[i] < V, op, ": id ", ids[i], " at position ", i, " (batch ", int64_t(i) / S,
+               ", token ", int64_t(i) % S, ") is outside the table ", table.desc(), " [0, ", V, ")");
+  if (out.numel() == 0) return;
+  cuda::DeviceGuard guard(index_);
+  cuda::Scratch dev_ids(*alloc_, ids.size() * sizeof(int32_t));
+  PD_CUDA_CHECK(cudaMemcpyAsync(dev_ids.get(), ids.data(), ids.size() * sizeof(int32_t), cudaMemcpyHostToDevice,
+                                stream_));
+  cuda::launch_embedding(out, table, dev_ids.as<int32_t>(), stream_);
+}
+
+void CudaBackendImpl::layer_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                 float eps) {
+  const char* op = "layer_norm";
+  for (auto [name, t] : {std::pair{"y", &y}, std::pair{"x", &x}, std::pair{"weight", &weight}}) {
+    require_here(op, name, *t);
+    require_dtype(op, name, *t, DType::kBF16);
+    require_rows(op, name, *t);
+  }
+  require_shape(op, "y", y, x.shape());
+  const int64_t D = x.size(-1);
+  require_shape(op, "weight", weight, {D});
+  if (bias.defined()) {
+    require_here(op, "bias", bias);
+    require_dtype(op, "bias", bias, DType::kBF16);
+    require_rows(op, "bias", bias);
+    require_shape(op, "bias", bias, {D});
+  }
+  PD_REQUIRE(eps >= 0.0f, op, ": eps ", eps, " is negative");
+  if (y.numel() == 0) return;
+  cuda::DeviceGuard guard(index_);
+  cuda::launch_layer_norm(y, x, weight, bias, eps, stream_);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// VAE
+
+void CudaBackendImpl::conv2d(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, int pad) {
+  const char* op = "conv2d";
+  for (auto [name, t] : {std::pair{"y", &y}, std::pair{"x", &x}, std::pair{"w", &w}}) {
+    require_here(op, name, *t);
+    require_dtype(op, name, *t, DType::kBF16);
+    require_rows(op, name, *t);
+  }
+  PD_REQUIRE(x.dim() == 4, op, ": x ", x.desc(), " must be [B, H, W, Cin]");
+  PD_REQUIRE(w.dim() == 4 && w.is_contiguous(), op, ": w ", w.desc(), " must be a contiguous [Cout, kh, kw, Cin]");
+  const int64_t B = x.size(0), H = x.size(1), W = x.size(2), Cin = x.size(3);
+  const int64_t Cout = w.size(0), kh = w.size(1), kw = w.size(2);
+  PD_REQUIRE(w.size(3) == Cin, op, ": w ", w.desc(), " has Cin = ", w.size(3), " but x ", x.desc(), " has Cin = ",
+             Cin);
+  PD_REQUIRE(kh >= 1 && kw >= 1, op, ": w ", w.desc(), " has an empty kernel");
+  PD_REQUIRE(pad >= 0, op, ": pad must be >= 0, got ", pad);
+  PD_REQUIRE(H + 2 * pad >= kh && W + 2 * pad >= kw, op, ": the ", kh, "×", kw, " kernel of w ", w.desc(),
+             " is larger than x ", x.desc(), " padded by ", pad);
+  const int64_t Ho = H + 2 * pad - kh + 1, Wo = W + 2 * pad - kw + 1;
+  require_shape(op, "y", y, {B, Ho, Wo, Cout});
+  if (bias.defined()) {
+    require_here(op, "bias", bias);
+    require_dtype(op, "bias", bias, DType::kBF16);
+    require_rows(op, "bias", bias);
+    require_shape(op, "bias", bias, {Cout});
+  }
+  if (y.numel() == 0) return;
+  cuda::DeviceGuard guard(index_);
+  if (Cin == 0) {  // an empty sum: y = bias (or 0)
+    cuda::launch_fill(y, 0.0f, stream_);
+    if (bias.defined())
+      cuda::launch_add(y, y, Tensor::borrow(bias.data(), y.shape(), {0, 0, 0, bias.stride(0)}, bias.dtype(),
+                                            bias.device()), stream_);
+    return;
+  }
+  if (!conv_) conv_ = std::make_unique<cuda::Conv2d>(stream_, *matmul_, force_gemm_conv_);
+  conv_->run(y, x, w, bias, pad, *alloc_);
+}
+
+void CudaBackendImpl::group_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                 int groups, float eps, bool silu) {
+  const char* op = "group_norm";
+  for (auto [name, t] : {std::pair{"y", &y}, std::pair{"x", &x}, std::pair{"weight", &weight},
+                         std::pair{"bias", &bias}}) {
+    require_here(op, name, *t);
+    require_dtype(op, name, *t, DType::kBF16);
+    require_rows(op, name, *t);
+  }
+  PD_REQUIRE(x.dim() == 4, op, ": x ", x.desc(), " must be [B, H, W, C]");
+  require_shape(op, "y", y, x.shape());
+  const int64_t C = x.size(3);
+  PD_REQUIRE(groups >= 1 && C % groups == 0, op, ": ", groups, " groups do not divide the C = ", C, " channels of x ",
+             x.desc());
+  require_shape(op, "weight", weight, {C});
+  require_shape(op, "bias", bias, {C});
+  PD_REQUIRE(eps >= 0.0f, op, ": eps ", eps, " is negative");
+  // y may be x itself (the statistics are complete before anything is written), not a shifted view of it.
+  PD_REQUIRE(y.data() != x.data() || y.strides() == x.strides(), op, ": y ", y.desc(), " aliases x ", x.desc(),
+             " with other strides");
+  if (y.numel() == 0) return;
+  cuda::DeviceGuard guard(index_);
+  cuda::launch_group_norm(y, x, weight, bias, groups, eps, silu, *alloc_, stream_);
+}
+
+void CudaBackendImpl::upsample_nearest2x(const Tensor& y, const Tensor& x) {
+  const char* op = "upsample_nearest2x";
+  for (auto [name, t] : {std::pair{"y", &y}, std::pair{"x", &x}}) {
+    require_here(op, name, *t);
+    require_rows(op, name, *t);
+  }
+  require_dtype(op, "y", y, x.dtype());
+  PD_REQUIRE(x.dim() == 4, op, ": x ", x.desc(), " must be [B, H, W, C]");
+  const int64_t B = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  require_shape(op, "y", y, {B, 2 * H, 2 * W, C});
+  PD_REQUIRE(y.data() != x.data(), op, ": y ", y.desc(), " and x ", x.desc(), " share their memory");
+  if (y.numel() == 0) return;
+  cuda::DeviceGuard guard(index_);
+  cuda::launch_upsample_nearest2x(y, x, stream_);
 }
 
 }  // namespace paradit

@@ -37,4 +37,16 @@ void dispatch_float_dtype(const char* op, DType dt, Fn&& fn) {
   PD_THROW(kInvalidArgument, op, ": dtype ", dtype_name(dt), " is not supported here (bf16 or f32)");
 }
 
+// The activation dtypes plus f16 (axpby's mixed-precision operands).
+template <typename Fn>
+void dispatch_real_dtype(const char* op, DType dt, Fn&& fn) {
+  switch (dt) {
+    case DType::kF32: fn(TypeTag<float>{}); return;
+    case DType::kBF16: fn(TypeTag<__nv_bfloat16>{}); return;
+    case DType::kF16: fn(TypeTag<__half>{}); return;
+    default: break;
+  }
+  PD_THROW(kInvalidArgument, op, ": dtype ", dtype_name(dt), " is not supported here (f32, bf16 or f16)");
+}
+
 }  // namespace paradit::cuda

@@ -1,4 +1,5 @@
-// Launcher of the fused LayerNorm + adaLN modulation (layer_norm.cu). Arguments are validated by the caller.
+// Launchers of the fused LayerNorm + adaLN modulation and of the affine LayerNorm (layer_norm.cu). Arguments are
+// validated by the caller.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -11,5 +12,9 @@ namespace paradit::cuda {
 // shift, scale bf16 [B, D] (last dim contiguous) or both undefined.
 void launch_layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale,
                                 float eps, cudaStream_t stream);
+// y = LN(x)·weight + bias over the last dim. x, y bf16 of the same shape (last dim contiguous; the leading
+// dimensions must merge into at most two); weight, bias bf16 [D] contiguous, bias possibly undefined.
+void launch_layer_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
+                       cudaStream_t stream);
 
 }  // namespace paradit::cuda

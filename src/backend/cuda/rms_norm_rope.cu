@@ -3,6 +3,12 @@
 // reduction inside the group, and each lane's vectors hold whole (2k, 2k+1) pairs, so the rotation needs no
 // data from other lanes. Rows are ordered (b, s, h) with h fastest, so consecutive groups share the cos/sin row
 // of their token, which stays in L1/L2.
+//
+// Rows wider than a warp can hold in registers (above 2048 elements at 16-byte alignment, 256 otherwise: T5's
+// T5LayerNorm normalises whole 4096-wide rows as one "head") take a block-per-row kernel instead: the block
+// sums the squares of its row, then reads the row again (from L1/L2) to normalise and write it.
+#include <algorithm>
+
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/rms_norm_rope.h"
 #include "backend/cuda/vec.cuh"
@@ -87,6 +93,61 @@ __global__ void __launch_bounds__(kThreads) rms_norm_rope_kernel(RopeArgs a) {
   }
 }
 
+// One block per row, any width: pass 1 sums the squares (VEC-wide loads, thread t takes vectors t, t + blockDim…),
+// pass 2 re-reads, normalises and writes. In place is safe: every read of pass 1 precedes block_sum's barrier,
+// and in pass 2 each thread writes only the vectors it has just read itself.
+template <int VEC, bool ROPE>
+__global__ void __launch_bounds__(512) rms_norm_rope_row_kernel(RopeArgs a) {
+  __shared__ float scratch[32];
+  const int64_t row = blockIdx.x;
+  const int64_t h = row % a.H, t = row / a.H;
+  const int64_t s = t % a.S, b = t / a.S;
+  const bf16* x = a.x + b * a.x_b + s * a.x_s + h * a.x_h;
+  const int64_t nvec = a.d / VEC;
+
+  float ss = 0.0f;
+  for (int64_t c = threadIdx.x; c < nvec; c += blockDim.x) {
+    float v[VEC];
+    load_f32<VEC>(x + c * VEC, v);
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) ss += v[j] * v[j];
+  }
+  ss = block_sum(ss, scratch);
+  const float r = rsqrtf(ss / float(a.d) + a.eps);
+
+  bf16* y = a.y + b * a.y_b + s * a.y_s + h * a.y_h;
+  for (int64_t c = threadIdx.x; c < nvec; c += blockDim.x) {
+    float v[VEC], w[VEC], n[VEC];
+    load_f32<VEC>(x + c * VEC, v);
+    load_f32<VEC>(a.weight + c * VEC, w);
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) n[j] = v[j] * r * w[j];
+    if constexpr (ROPE) {
+      float cs[VEC], sn[VEC], out[VEC];
+      load_f32<VEC>(a.cos + s * a.cos_s + c * VEC, cs);
+      load_f32<VEC>(a.sin + s * a.sin_s + c * VEC, sn);
+#pragma unroll
+      for (int j = 0; j < VEC; j += 2) {
+        const float e = n[j], o = n[j + 1];
+        out[j] = e * cs[j] - o * sn[j];
+        out[j + 1] = o * cs[j + 1] + e * sn[j + 1];
+      }
+      store_f32<VEC>(y + c * VEC, out);
+    } else {
+      store_f32<VEC>(y + c * VEC, n);
+    }
+  }
+}
+
+template <int VEC, bool ROPE>
+void launch_rows(const RopeArgs& a, cudaStream_t stream) {
+  PD_REQUIRE(a.rows < (int64_t(1) << 31), "rms_norm_rope: ", a.rows, " rows is above the grid limit");
+  const int64_t nvec = a.d / VEC;
+  const unsigned threads = unsigned(std::min<int64_t>(512, (nvec + 31) / 32 * 32));
+  rms_norm_rope_row_kernel<VEC, ROPE><<<unsigned(a.rows), threads, 0, stream>>>(a);
+  PD_CUDA_CHECK_LAUNCH("rms_norm_rope_row_kernel");
+}
+
 template <int VEC, int LANES, bool ROPE>
 void launch_lanes(const RopeArgs& a, int vpl, cudaStream_t stream) {
   constexpr int kRowsPerBlock = kThreads / LANES;
@@ -111,9 +172,12 @@ void launch_rope(const RopeArgs& a, int vec, cudaStream_t stream) {
   }
   int vpl = 1;
   while (vpl < 8 && int64_t(vpl) * lanes < nvec) vpl *= 2;
-  if (int64_t(vpl) * lanes < nvec)
-    PD_THROW(kUnimplemented, "rms_norm_rope: head dim ", a.d, " is above what this kernel supports (",
-             32 * 8 * vec, " at this alignment)");
+  if (int64_t(vpl) * lanes < nvec) {  // wider than a warp's registers: a block per row
+    if (vec == 8) return launch_rows<8, ROPE>(a, stream);
+    if (vec == 2) return launch_rows<2, ROPE>(a, stream);
+    if constexpr (!ROPE) return launch_rows<1, false>(a, stream);
+    PD_THROW(kInternal, "rms_norm_rope: RoPE needs pairs in one lane");
+  }
   if (vec == 8) {
     if (lanes == 8) return launch_lanes<8, 8, ROPE>(a, vpl, stream);
     if (lanes == 16) return launch_lanes<8, 16, ROPE>(a, vpl, stream);

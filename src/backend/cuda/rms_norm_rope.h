@@ -9,7 +9,7 @@ namespace paradit::cuda {
 
 // y = RMSNorm(x)·weight over the last dim, then RoPE on interleaved pairs when cos/sin are defined.
 // x, y bf16 [B, S, H, d] (last dim contiguous, y may alias x); weight bf16 [d]; cos, sin f32 [S, d] (last dim
-// contiguous). Throws kUnimplemented for head dims this kernel does not cover.
+// contiguous). Any head dim: rows too wide for a warp go through a block-per-row kernel.
 void launch_rms_norm_rope(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& cos,
                           const Tensor& sin, float eps, cudaStream_t stream);
 
