@@ -53,7 +53,8 @@ struct ScopedBlock {
 
 struct Sdpa::Entry {
   std::shared_ptr<fe::graph::Graph> graph;  // null: cuDNN refused this configuration
-  int64_t workspace_bytes = 0;
+  int64_t workspace_bytes = 0;  // the largest of the candidate plans' (any of them may win the tuning)
+  bool tuned = false;
   std::unordered_map<int64_t, void*> pack;  // kept between calls: only the pointers change
 };
 
@@ -168,8 +169,9 @@ bool Sdpa::run(const Tensor& out, const Tensor& lse, const Tensor& q, const Tens
       check_fe(g->build_operation_graph(handle), "operation graph", what);
       check_fe(g->create_execution_plans({fe::HeurMode_t::A}), "engine heuristics", what);
       check_fe(g->check_support(), "support check", what);
-      check_fe(g->build_plans(), "plan build", what);
-      check_fe(g->get_workspace_size(e->workspace_bytes), "workspace query", what);
+      // Every engine the heuristics offer is built; the first call times them and keeps the fastest (see run).
+      check_fe(g->build_plans(fe::BuildPlanPolicy_t::ALL), "plan build", what);
+      e->workspace_bytes = g->get_autotune_workspace_size();
       e->graph = std::move(g);
       it = cache_.emplace(key, std::move(e)).first;
     } catch (const Error& err) {
@@ -188,6 +190,12 @@ bool Sdpa::run(const Tensor& out, const Tensor& lse, const Tensor& q, const Tens
   if (key.lse) e.pack[kUidStats] = lse.data();
   ScopedBlock ws{alloc};
   if (e.workspace_bytes > 0) ws.ptr = alloc.allocate(size_t(e.workspace_bytes));
+  if (!e.tuned) {
+    // The heuristics' first choice is not always the fastest engine for FLUX's long sequences; timing each
+    // candidate once per shape (it synchronises the device, so only on first use) picks the winner.
+    check_fe(e.graph->autotune(static_cast<cudnnHandle_t>(handle_), e.pack, ws.ptr), "autotuning", describe());
+    e.tuned = true;
+  }
   fe::error_t st = e.graph->execute(static_cast<cudnnHandle_t>(handle_), e.pack, ws.ptr);
   if (!st.is_good()) check_fe(st, "execution", describe());
   return true;

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# On the GPU machine: runs every GPU test binary in DIR, full logs to $OUT (when set), one summary line each.
+DIR=${1:?dir with *_test binaries}
+rc=0
+for t in "$DIR"/*_test; do
+  name=$(basename "$t")
+  log=${OUT:-/tmp}/$name.log
+  "$t" > "$log" 2>&1
+  code=$?
+  [ $code -eq 0 ] || rc=1
+  printf '%-28s rc=%d  %s\n' "$name" "$code" "$(grep -E '^\[  (PASSED|FAILED|SKIPPED)' "$log" | tr '\n' ' ')"
+  grep -E '^\[  FAILED  \] [A-Za-z]' "$log" | head -5
+done
+exit $rc
