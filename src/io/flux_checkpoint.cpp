@@ -3,15 +3,14 @@
 #include "paradit/io/flux_checkpoint.h"
 
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include "io/flux_layout.h"
 #include "io/flux_name_map.h"
 #include "paradit/core/allocator.h"
 #include "paradit/core/status.h"
+#include "paradit/io/config_json.h"
 
 namespace paradit {
 namespace {
@@ -31,27 +30,11 @@ struct Source {
   bool view = false;
 };
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) PD_THROW(kNotFound, "cannot read ", path.string());
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
-}
 
 // config_json is a path to a config.json, a folder holding one, or the JSON text itself.
 FluxConfig load_config_arg(const std::string& arg, std::string* source) {
-  const size_t first = arg.find_first_not_of(" \t\r\n");
-  if (first != std::string::npos && arg[first] == '{') {
-    *source = "the given config JSON";
-    return FluxConfig::from_diffusers_json(arg, *source);
-  }
-  fs::path p(arg);
-  std::error_code ec;
-  if (fs::is_directory(p, ec)) p /= "config.json";
-  if (!fs::exists(p, ec)) PD_THROW(kNotFound, "config file ", p.string(), " does not exist");
-  *source = p.string();
-  return FluxConfig::from_diffusers_json(read_text(p), *source);
+  const std::string text = io::config_text_from_arg(arg, source);
+  return FluxConfig::from_diffusers_json(text, *source);
 }
 
 // Rows of the stored tensor each piece covers; the stored tensor must hold exactly those rows, with the
@@ -159,7 +142,7 @@ FluxCheckpoint FluxCheckpoint::open(const std::string& path, const std::string& 
     given = load_config_arg(config_json, &given_source);
   } else if (!folder_config.empty() && fs::exists(folder_config, ec)) {
     given_source = folder_config.string();
-    given = FluxConfig::from_diffusers_json(read_text(folder_config), given_source);
+    given = FluxConfig::from_diffusers_json(io::read_text_file(folder_config.string()), given_source);
   }
   if (given) {
     io::check_config_matches(*given, given_source, inferred.config, s.path);

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "paradit/core/status.h"
+#include "paradit/io/config_json.h"
 #include "paradit/io/flux_checkpoint.h"
 
 namespace paradit {
@@ -84,18 +85,7 @@ int positive_int(const json& cfg, const char* key, int fallback, const std::stri
 }  // namespace
 
 FluxConfig FluxConfig::from_diffusers_json(const std::string& json_text, const std::string& source) {
-  json cfg;
-  try {
-    cfg = json::parse(json_text);
-  } catch (const json::exception& e) {
-    PD_THROW(kCorruptData, source, " is not valid JSON: ", e.what());
-  }
-  if (!cfg.is_object()) PD_THROW(kCorruptData, source, " is not a JSON object");
-  if (cfg.contains("_class_name")) {
-    const json& cls = cfg["_class_name"];
-    if (!cls.is_string() || cls.get<std::string>() != "FluxTransformer2DModel")
-      PD_THROW(kInvalidArgument, source, " describes ", cls.dump(), ", not a FluxTransformer2DModel");
-  }
+  const json cfg = io::parse_config(json_text, source, "FluxTransformer2DModel");
   // Defaults are those of FluxTransformer2DModel.__init__, which is what diffusers uses for an absent key.
   FluxConfig c;
   if (positive_int(cfg, "patch_size", 1, source) != 1)

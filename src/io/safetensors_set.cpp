@@ -1,12 +1,11 @@
 // SafetensorsSet: one logical checkpoint over a single file or the shards of a *.safetensors.index.json.
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 
 #include "paradit/core/status.h"
+#include "paradit/io/config_json.h"
 #include "paradit/io/safetensors.h"
 
 namespace paradit {
@@ -17,14 +16,6 @@ using nlohmann::json;
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) PD_THROW(kIoError, "cannot read ", path.string());
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
 }
 
 // Picks the one file in dir whose name ends with suffix. Where there are several (a repository with
@@ -62,7 +53,7 @@ void add_index(Shards& impl, const fs::path& index_path) {
   const std::string ip = index_path.string();
   json index;
   try {
-    index = json::parse(read_text(index_path));
+    index = json::parse(io::read_text_file(index_path.string()));
   } catch (const json::exception& e) {
     PD_THROW(kCorruptData, "index ", ip, " is not valid JSON: ", e.what());
   }

@@ -2,7 +2,7 @@
 #include <sstream>
 
 #include "models/clip/clip_internal.h"
-#include "models/clip/config_json.h"
+#include "paradit/io/config_json.h"
 #include "paradit/core/status.h"
 #include "paradit/models/clip_text.h"
 
@@ -20,16 +20,16 @@ std::string ClipTextConfig::summary() const {
 }
 
 ClipTextConfig ClipTextConfig::from_json(const std::string& json_text, const std::string& source) {
-  using text_encoder::config_int;
-  using text_encoder::config_positive_int;
-  nlohmann::json cfg = text_encoder::parse_config(json_text, source);
+  using io::config_int;
+  using io::config_positive_int;
+  nlohmann::json cfg = io::parse_config(json_text, source);
   // A full CLIPConfig (openai/clip-vit-large-patch14's config.json) wraps the text tower's config.
   if (cfg.contains("text_config")) {
     if (!cfg["text_config"].is_object())
       PD_THROW(kCorruptData, "key text_config in ", source, " holds ", cfg["text_config"].dump(), ", not an object");
     cfg = nlohmann::json(cfg["text_config"]);
   }
-  const std::string type = text_encoder::config_string(cfg, "model_type", "clip_text_model", source);
+  const std::string type = io::config_string(cfg, "model_type", "clip_text_model", source);
   if (type != "clip_text_model" && type != "clip")
     PD_THROW(kInvalidArgument, source, " describes a ", type, " model, not a CLIP text encoder (clip_text_model)");
   // Defaults are CLIPTextConfig.__init__'s, which is what transformers uses for an absent key.
@@ -40,8 +40,8 @@ ClipTextConfig ClipTextConfig::from_json(const std::string& json_text, const std
   c.num_hidden_layers = config_positive_int(cfg, "num_hidden_layers", 12, source);
   c.num_attention_heads = config_positive_int(cfg, "num_attention_heads", 8, source);
   c.max_position_embeddings = config_positive_int(cfg, "max_position_embeddings", 77, source);
-  c.hidden_act = text_encoder::config_string(cfg, "hidden_act", "quick_gelu", source);
-  c.layer_norm_eps = text_encoder::config_positive_float(cfg, "layer_norm_eps", 1e-5f, source);
+  c.hidden_act = io::config_string(cfg, "hidden_act", "quick_gelu", source);
+  c.layer_norm_eps = io::config_positive_float(cfg, "layer_norm_eps", 1e-5f, source);
   c.eos_token_id = config_int(cfg, "eos_token_id", 49407, source);
   clip::validate_config(c, source);
   return c;
@@ -67,7 +67,7 @@ void validate_config(const ClipTextConfig& c, const std::string& source) {
 
 bool accepts_config(const std::string& json_text) {
   try {
-    const nlohmann::json cfg = text_encoder::parse_config(json_text, "config.json");
+    const nlohmann::json cfg = io::parse_config(json_text, "config.json");
     const std::string type = cfg.value("model_type", std::string());
     return type == "clip_text_model" || type == "clip";
   } catch (const Error&) {

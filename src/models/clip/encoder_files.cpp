@@ -4,25 +4,17 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "paradit/core/random.h"
 #include "paradit/core/status.h"
+#include "paradit/io/config_json.h"
 
 namespace paradit::text_encoder {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) PD_THROW(kNotFound, "cannot read ", path.string());
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
-}
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -64,7 +56,7 @@ void read_config_arg(const std::string& arg, EncoderFiles& files) {
   std::error_code ec;
   if (fs::is_directory(p, ec)) p /= "config.json";
   if (!fs::exists(p, ec)) PD_THROW(kNotFound, "config file ", p.string(), " does not exist");
-  files.config_text = read_text(p);
+  files.config_text = io::read_text_file(p.string());
   files.config_source = p.string();
 }
 
@@ -73,7 +65,7 @@ std::optional<fs::path> pipeline_subfolder(const fs::path& root, const EncoderKi
   std::error_code ec;
   for (const auto& sub : kind.subfolders) {
     const fs::path cfg = root / sub / "config.json";
-    if (fs::exists(cfg, ec) && kind.accepts_config(read_text(cfg))) return root / sub;
+    if (fs::exists(cfg, ec) && kind.accepts_config(io::read_text_file(cfg.string()))) return root / sub;
   }
   return std::nullopt;
 }
@@ -135,7 +127,7 @@ EncoderFiles open_encoder_files(const std::string& path, const std::string& conf
   if (!config_json.empty()) {
     read_config_arg(config_json, files);
   } else if (!folder_config.empty() && fs::exists(folder_config, ec)) {
-    files.config_text = read_text(folder_config);
+    files.config_text = io::read_text_file(folder_config.string());
     files.config_source = folder_config.string();
   }
   return files;

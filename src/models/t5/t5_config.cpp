@@ -1,7 +1,7 @@
 // T5Config: the published v1.1-XXL encoder config, config.json parsing, and the checks both share.
 #include <sstream>
 
-#include "models/clip/config_json.h"
+#include "paradit/io/config_json.h"
 #include "models/t5/t5_internal.h"
 #include "paradit/core/status.h"
 
@@ -18,9 +18,9 @@ std::string T5Config::summary() const {
 }
 
 T5Config T5Config::from_json(const std::string& json_text, const std::string& source) {
-  using text_encoder::config_positive_int;
-  const nlohmann::json cfg = text_encoder::parse_config(json_text, source);
-  const std::string type = text_encoder::config_string(cfg, "model_type", "t5", source);
+  using io::config_positive_int;
+  const nlohmann::json cfg = io::parse_config(json_text, source);
+  const std::string type = io::config_string(cfg, "model_type", "t5", source);
   // mT5 is the same architecture; UMT5 has a position bias per layer and is not this model.
   if (type != "t5" && type != "mt5")
     PD_THROW(kInvalidArgument, source, " describes a ", type, " model, not a T5 encoder (t5)");
@@ -34,8 +34,8 @@ T5Config T5Config::from_json(const std::string& json_text, const std::string& so
   c.num_heads = config_positive_int(cfg, "num_heads", 8, source);
   c.relative_attention_num_buckets = config_positive_int(cfg, "relative_attention_num_buckets", 32, source);
   c.relative_attention_max_distance = config_positive_int(cfg, "relative_attention_max_distance", 128, source);
-  c.layer_norm_epsilon = text_encoder::config_positive_float(cfg, "layer_norm_epsilon", 1e-6f, source);
-  const std::string ff = text_encoder::config_string(cfg, "feed_forward_proj", "relu", source);
+  c.layer_norm_epsilon = io::config_positive_float(cfg, "layer_norm_epsilon", 1e-6f, source);
+  const std::string ff = io::config_string(cfg, "feed_forward_proj", "relu", source);
   if (ff != "gated-gelu")
     PD_THROW(kUnimplemented, source, ": feed_forward_proj \"", ff,
              "\" is not supported (only \"gated-gelu\", T5 v1.1 as FLUX uses it)");
@@ -60,7 +60,7 @@ void validate_config(const T5Config& c, const std::string& source) {
 
 bool accepts_config(const std::string& json_text) {
   try {
-    const nlohmann::json cfg = text_encoder::parse_config(json_text, "config.json");
+    const nlohmann::json cfg = io::parse_config(json_text, "config.json");
     const std::string type = cfg.value("model_type", std::string());
     return type == "t5" || type == "mt5";
   } catch (const Error&) {

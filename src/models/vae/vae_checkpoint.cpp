@@ -3,12 +3,11 @@
 #include "models/vae/vae_checkpoint.h"
 
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "paradit/core/dtype.h"
 #include "paradit/core/status.h"
+#include "paradit/io/config_json.h"
 
 namespace paradit::vae {
 
@@ -18,27 +17,11 @@ namespace {
 
 constexpr const char* kDiffusersWeights = "diffusion_pytorch_model.safetensors";
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) PD_THROW(kNotFound, "cannot read ", path.string());
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
-}
 
 // config_json is a path to a config.json, a folder holding one, or the JSON text itself.
 VaeConfig load_config_arg(const std::string& arg, std::string* source) {
-  const size_t first = arg.find_first_not_of(" \t\r\n");
-  if (first != std::string::npos && arg[first] == '{') {
-    *source = "the given config JSON";
-    return VaeConfig::from_diffusers_json(arg, *source);
-  }
-  fs::path p(arg);
-  std::error_code ec;
-  if (fs::is_directory(p, ec)) p /= "config.json";
-  if (!fs::exists(p, ec)) PD_THROW(kNotFound, "config file ", p.string(), " does not exist");
-  *source = p.string();
-  return VaeConfig::from_diffusers_json(read_text(p), *source);
+  const std::string text = io::config_text_from_arg(arg, source);
+  return VaeConfig::from_diffusers_json(text, *source);
 }
 
 bool ends_with(const std::string& s, const std::string& tail) {
@@ -126,7 +109,7 @@ VaeSource open_source(const std::string& path, const std::string& config_json) {
   } else if (!folder_config.empty() && fs::exists(folder_config, ec) &&
              (src.layout == "diffusers" || fs::is_directory(p, ec))) {
     src.config_source = folder_config.string();
-    src.config = VaeConfig::from_diffusers_json(read_text(folder_config), src.config_source);
+    src.config = VaeConfig::from_diffusers_json(io::read_text_file(folder_config.string()), src.config_source);
   } else if (src.layout == "ldm") {
     src.config = infer_ldm_config(src.set, src.prefix);
     src.config_source = "inferred from " + src.set.path();

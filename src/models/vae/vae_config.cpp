@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "paradit/core/status.h"
+#include "paradit/io/config_json.h"
 #include "paradit/models/vae.h"
 
 namespace paradit {
@@ -64,18 +65,7 @@ double number(const json& cfg, const char* key, double fallback, double if_null,
 }  // namespace
 
 VaeConfig VaeConfig::from_diffusers_json(const std::string& json_text, const std::string& source) {
-  json cfg;
-  try {
-    cfg = json::parse(json_text);
-  } catch (const json::exception& e) {
-    PD_THROW(kCorruptData, source, " is not valid JSON: ", e.what());
-  }
-  if (!cfg.is_object()) PD_THROW(kCorruptData, source, " is not a JSON object");
-  if (cfg.contains("_class_name")) {
-    const json& cls = cfg["_class_name"];
-    if (!cls.is_string() || cls.get<std::string>() != "AutoencoderKL")
-      PD_THROW(kInvalidArgument, source, " describes ", cls.dump(), ", not an AutoencoderKL");
-  }
+  const json cfg = io::parse_config(json_text, source, "AutoencoderKL");
   // Defaults are AutoencoderKL.__init__'s, which is what diffusers uses for an absent key.
   VaeConfig c;
   c.out_channels = positive_int(cfg, "out_channels", 3, source);
