@@ -18,32 +18,12 @@
 namespace paradit {
 namespace {
 
+using test::count_written;
+using test::host_assign;
+
 constexpr double kTol = 1e-5;  // relative L2 for fp32 ops (DESIGN.md)
 
-// Sets every element of a host f32 view (any strides) from a contiguous tensor of the same shape.
-void host_assign(const Tensor& dst, const Tensor& src) {
-  ASSERT_EQ(dst.shape(), src.shape());
-  const Tensor s = test::to_contiguous_f32(src);
-  const int n = dst.dim();
-  std::vector<int64_t> idx(size_t(n), 0);
-  for (int64_t i = 0; i < dst.numel(); ++i) {
-    int64_t off = 0;
-    for (int d = 0; d < n; ++d) off += idx[size_t(d)] * dst.stride(d);
-    dst.data_as<float>()[off] = s.data_as<float>()[i];
-    for (int d = n - 1; d >= 0; --d) {
-      if (++idx[size_t(d)] < dst.size(d)) break;
-      idx[size_t(d)] = 0;
-    }
-  }
-}
 
-// Elements of a (contiguous) host f32 buffer that are not NaN: an op writing into a view of a poisoned
-// buffer must leave exactly the view's elements finite.
-int64_t count_written(const Tensor& buffer) {
-  int64_t n = 0;
-  for (int64_t i = 0; i < buffer.numel(); ++i) n += !std::isnan(buffer.data_as<float>()[i]);
-  return n;
-}
 
 Tensor copy_of(const Tensor& t) { return test::to_contiguous_f32(t); }
 

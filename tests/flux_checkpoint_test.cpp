@@ -200,16 +200,8 @@ Weights replaced(const Weights& w, const std::string& name, const Tensor& t) {
   return out;
 }
 
-class FluxCheckpointTest : public ::testing::Test {
+class FluxCheckpointTest : public test::ScratchDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("paradit_fc_" + std::to_string(getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   void write_text(const std::string& rel, const std::string& text) const {
     fs::create_directories(fs::path(path(rel)).parent_path());
@@ -243,8 +235,6 @@ class FluxCheckpointTest : public ::testing::Test {
                nlohmann::json({{"metadata", {{"total_size", 0}}}, {"weight_map", map}}).dump());
     return path(rel);
   }
-
-  fs::path dir_;
 };
 
 // Every internal tensor equals the reference exactly (as f32), and nothing is left over.

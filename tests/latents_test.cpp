@@ -166,18 +166,8 @@ TEST(Noise, IsStandardNormal) {
   EXPECT_LT(std::fabs(cross / n), 5 * se);
 }
 
-// A fresh directory per test, removed afterwards.
-class InitLatents : public ::testing::Test {
+class InitLatents : public test::ScratchDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("paradit_lat_" + std::to_string(getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
 };
 
 TEST_F(InitLatents, ReadsPackedAndUnpacked) {

@@ -17,17 +17,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class Png : public ::testing::Test {
+class Png : public test::ScratchDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("paradit_png_" + std::to_string(getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
 };
 
 std::vector<uint8_t> random_rgb(int64_t w, int64_t h, uint32_t seed) {

@@ -1,6 +1,9 @@
 #include "test_util.h"
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
 #include <cstdlib>
 #include <limits>
 #include <random>
@@ -92,6 +95,42 @@ std::string fixtures_dir() {
   const char* env = std::getenv("PARADIT_FIXTURES_DIR");
   return env && *env ? env : PARADIT_FIXTURES_DIR;
 }
+
+void host_assign(const Tensor& dst, const Tensor& src) {
+  ASSERT_EQ(dst.shape(), src.shape());
+  const Tensor s = to_contiguous_f32(src);
+  const int n = dst.dim();
+  std::vector<int64_t> idx(size_t(n), 0);
+  for (int64_t i = 0; i < dst.numel(); ++i) {
+    int64_t off = 0;
+    for (int d = 0; d < n; ++d) off += idx[size_t(d)] * dst.stride(d);
+    dst.data_as<float>()[off] = s.data_as<float>()[i];
+    for (int d = n - 1; d >= 0; --d) {
+      if (++idx[size_t(d)] < dst.size(d)) break;
+      idx[size_t(d)] = 0;
+    }
+  }
+}
+
+int64_t count_written(const Tensor& buffer) {
+  int64_t n = 0;
+  for (int64_t i = 0; i < buffer.numel(); ++i) n += !std::isnan(buffer.data_as<float>()[i]);
+  return n;
+}
+
+void ScratchDirTest::SetUp() {
+  namespace fs = std::filesystem;
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const fs::path dir = fs::temp_directory_path() / (std::string("paradit_") + info->test_suite_name() + "_" +
+                                                    std::to_string(getpid()) + "_" + info->name());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  dir_ = dir;
+}
+
+void ScratchDirTest::TearDown() { std::filesystem::remove_all(dir_); }
+
+std::string ScratchDirTest::path(const std::string& name) const { return (dir_ / name).string(); }
 
 std::unique_ptr<Backend> cuda_backend_or_null(std::string* why) {
   if (cuda_device_count(why) == 0) return nullptr;

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -23,7 +24,22 @@ double max_abs_diff(const Tensor& a, const Tensor& b);
 // Contiguous host f32 copy of a host tensor of any dtype/strides.
 Tensor to_contiguous_f32(const Tensor& host);
 
-std::string fixtures_dir();  // tests/fixtures in the source tree
+std::string fixtures_dir();  // tests/fixtures in the source tree (PARADIT_FIXTURES_DIR overrides it)
+
+// Sets every element of a host f32 view (any strides) from a tensor of the same shape.
+void host_assign(const Tensor& dst, const Tensor& src);
+// Elements of a contiguous host f32 buffer that are not NaN: an op writing into a view of a poisoned buffer
+// must leave exactly the view's elements finite.
+int64_t count_written(const Tensor& buffer);
+
+// A test fixture with a fresh directory per test, removed afterwards.
+class ScratchDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+  std::string path(const std::string& name) const;
+  std::filesystem::path dir_;
+};
 
 // The CUDA backend on GPU 0, or null after a GTEST_SKIP-worthy reason in *why.
 std::unique_ptr<Backend> cuda_backend_or_null(std::string* why);
