@@ -40,26 +40,3 @@ std::unique_ptr<Backend> create_backend(const std::string& device) {
 }
 
 }  // namespace paradit
-
-namespace paradit {
-
-#define PD_UNIMPLEMENTED_OP(op) PD_THROW(kUnimplemented, "op " #op " is not implemented on backend ", name())
-
-void Backend::axpby(const Tensor&, const Tensor&, float, const Tensor&, float) { PD_UNIMPLEMENTED_OP(axpby); }
-void Backend::mul(const Tensor&, const Tensor&, const Tensor&) { PD_UNIMPLEMENTED_OP(mul); }
-void Backend::quick_gelu(const Tensor&, const Tensor&) { PD_UNIMPLEMENTED_OP(quick_gelu); }
-void Backend::embedding(const Tensor&, const Tensor&, const std::vector<int32_t>&) { PD_UNIMPLEMENTED_OP(embedding); }
-void Backend::layer_norm(const Tensor&, const Tensor&, const Tensor&, const Tensor&, float) {
-  PD_UNIMPLEMENTED_OP(layer_norm);
-}
-void Backend::attention_biased(const Tensor&, const Tensor&, const Tensor&, const Tensor&, float, const Tensor&,
-                               bool) {
-  PD_UNIMPLEMENTED_OP(attention_biased);
-}
-void Backend::conv2d(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int) { PD_UNIMPLEMENTED_OP(conv2d); }
-void Backend::group_norm(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int, float, bool) {
-  PD_UNIMPLEMENTED_OP(group_norm);
-}
-void Backend::upsample_nearest2x(const Tensor&, const Tensor&) { PD_UNIMPLEMENTED_OP(upsample_nearest2x); }
-
-}  // namespace paradit

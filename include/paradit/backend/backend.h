@@ -81,33 +81,32 @@ class Backend {
   virtual void add(const Tensor& y, const Tensor& a, const Tensor& b) = 0;
   // x += gate ⊙ y.  x, y [B, S, D]; gate [B, D] broadcast over S.
   virtual void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate) = 0;
-  // The ops below are being brought to every backend; one a backend lacks throws kUnimplemented naming it.
   // y = alpha·a + beta·b in f32 arithmetic; y, a, b may differ in dtype (f32 latents, bf16 velocities).
-  virtual void axpby(const Tensor& y, const Tensor& a, float alpha, const Tensor& b, float beta);
-  virtual void mul(const Tensor& y, const Tensor& a, const Tensor& b);
+  virtual void axpby(const Tensor& y, const Tensor& a, float alpha, const Tensor& b, float beta) = 0;
+  virtual void mul(const Tensor& y, const Tensor& a, const Tensor& b) = 0;
   // y = x·σ(1.702·x) (CLIP's quick_gelu).
-  virtual void quick_gelu(const Tensor& y, const Tensor& x);
+  virtual void quick_gelu(const Tensor& y, const Tensor& x) = 0;
 
   // --- Text encoders ---
   // out[b, s, :] = table[ids[b·S + s], :].  out [B, S, D]; table [V, D]; ids on the host, each in [0, V).
-  virtual void embedding(const Tensor& out, const Tensor& table, const std::vector<int32_t>& ids);
+  virtual void embedding(const Tensor& out, const Tensor& table, const std::vector<int32_t>& ids) = 0;
   // y = LN(x)·weight + bias over the last dim; weight, bias [D] (bias may be undefined).
-  virtual void layer_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);
+  virtual void layer_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps) = 0;
   // Attention with an additive bias and/or a causal mask: scores = scale·q·kᵀ + bias[h] (bias f32 [H, Sq, Skv],
   // the same for every batch entry, or undefined); causal hides key j > query i. Shapes as attention().
   virtual void attention_biased(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
-                                const Tensor& bias, bool causal);
+                                const Tensor& bias, bool causal) = 0;
 
   // --- VAE (images are NHWC: [B, H, W, C], channels contiguous) ---
   // 2-D convolution, stride 1, `pad` zeros on every side: x [B, H, W, Cin]; w [Cout, kh, kw, Cin];
   // bias [Cout] or undefined; y [B, H + 2·pad − kh + 1, W + 2·pad − kw + 1, Cout].
-  virtual void conv2d(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, int pad);
+  virtual void conv2d(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, int pad) = 0;
   // GroupNorm: C split into `groups` contiguous groups, statistics over (H, W, C/groups) per batch entry, in f32;
   // affine weight, bias [C]; then SiLU when `silu`.  x, y [B, H, W, C] (y may alias x).
   virtual void group_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias, int groups,
-                          float eps, bool silu);
+                          float eps, bool silu) = 0;
   // Nearest-neighbour ×2: y [B, 2H, 2W, C] from x [B, H, W, C].
-  virtual void upsample_nearest2x(const Tensor& y, const Tensor& x);
+  virtual void upsample_nearest2x(const Tensor& y, const Tensor& x) = 0;
 };
 
 // fp32 reference backend; threads = 0 uses every core.
