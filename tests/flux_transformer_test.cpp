@@ -9,6 +9,7 @@
 #include "paradit/io/flux_checkpoint.h"
 #include "paradit/io/safetensors.h"
 #include "paradit/models/flux_transformer.h"
+#include "flux_fixture.h"
 #include "test_util.h"
 
 namespace paradit {
@@ -18,23 +19,7 @@ constexpr double kTol = 1e-5;  // fp32 CPU vs diffusers
 
 std::string fixture_dir(const std::string& fixture) { return test::fixtures_dir() + "/" + fixture; }
 
-std::vector<float> host_values(const Tensor& t) {
-  const Tensor c = test::to_contiguous_f32(t);
-  return std::vector<float>(c.data_as<float>(), c.data_as<float>() + c.numel());
-}
 
-// The forward's inputs from a fixture's io.safetensors (device tensors of `backend`).
-FluxInputs fixture_inputs(Backend& backend, const SafetensorsFile& io) {
-  FluxInputs in;
-  in.hidden_states = backend.upload(io.get("hidden_states"), backend.compute_dtype());
-  in.encoder_hidden_states = backend.upload(io.get("encoder_hidden_states"), backend.compute_dtype());
-  in.pooled_projections = backend.upload(io.get("pooled_projections"), backend.compute_dtype());
-  in.timestep = host_values(io.get("timestep"));
-  if (io.contains("guidance")) in.guidance = host_values(io.get("guidance"));
-  in.img_ids = io.get("img_ids");
-  in.txt_ids = io.get("txt_ids");
-  return in;
-}
 
 FluxCheckpoint open_layout(const std::string& fixture, const std::string& layout) {
   const std::string dir = fixture_dir(fixture);
@@ -60,7 +45,7 @@ TEST_P(FluxFixture, MatchesDiffusers) {
   for (const auto& [name, shape] : ckpt.config().tensor_shapes()) expected_bytes += size_t(shape_numel(shape)) * 4;
   EXPECT_EQ(model->weight_bytes(), expected_bytes);
 
-  const FluxInputs in = fixture_inputs(*backend, io);
+  const FluxInputs in = test::flux_fixture_inputs(*backend, io);
   const Tensor out = backend->download_f32(model->forward(in));
   EXPECT_LE(test::rel_l2(out, io.get("output")), kTol);
 
@@ -89,7 +74,7 @@ TEST(FluxRope, CachedTablesFollowNewIds) {
   const FluxCheckpoint ckpt = open_layout("flux_schnell_tiny", "diffusers");
   auto backend = create_cpu_backend();
   auto reused = FluxTransformer::load(*backend, ckpt);
-  FluxInputs in = fixture_inputs(*backend, io);
+  FluxInputs in = test::flux_fixture_inputs(*backend, io);
   const Tensor first = backend->download_f32(reused->forward(in));
   EXPECT_LE(test::rel_l2(first, io.get("output")), kTol);
 
@@ -139,7 +124,7 @@ TEST(FluxInputsCheck, RefusesMismatchedInputs) {
   const SafetensorsFile io = SafetensorsFile::open(fixture_dir("flux_dev_tiny") + "/io.safetensors");
   auto backend = create_cpu_backend();
   auto model = FluxTransformer::load(*backend, FluxCheckpoint::open(fixture_dir("flux_dev_tiny") + "/transformer"));
-  const FluxInputs good = fixture_inputs(*backend, io);
+  const FluxInputs good = test::flux_fixture_inputs(*backend, io);
   const auto expect_invalid = [&](FluxInputs in, const char* what) {
     try {
       model->forward(in);

@@ -6,6 +6,7 @@
 #include "paradit/io/flux_checkpoint.h"
 #include "paradit/io/safetensors.h"
 #include "paradit/models/flux_transformer.h"
+#include "flux_fixture.h"
 #include "test_util.h"
 
 namespace paradit {
@@ -13,22 +14,7 @@ namespace {
 
 constexpr double kTol = 2e-2;  // bf16 GPU vs fp32 reference
 
-std::vector<float> host_values(const Tensor& t) {
-  const Tensor c = test::to_contiguous_f32(t);
-  return std::vector<float>(c.data_as<float>(), c.data_as<float>() + c.numel());
-}
 
-FluxInputs fixture_inputs(Backend& backend, const SafetensorsFile& io) {
-  FluxInputs in;
-  in.hidden_states = backend.upload(io.get("hidden_states"), backend.compute_dtype());
-  in.encoder_hidden_states = backend.upload(io.get("encoder_hidden_states"), backend.compute_dtype());
-  in.pooled_projections = backend.upload(io.get("pooled_projections"), backend.compute_dtype());
-  in.timestep = host_values(io.get("timestep"));
-  if (io.contains("guidance")) in.guidance = host_values(io.get("guidance"));
-  in.img_ids = io.get("img_ids");
-  in.txt_ids = io.get("txt_ids");
-  return in;
-}
 
 TEST(FluxTransformerGpu, TinyFixturesMatchCpu) {
   PD_REQUIRE_GPU(cuda);
@@ -39,8 +25,8 @@ TEST(FluxTransformerGpu, TinyFixturesMatchCpu) {
     const FluxCheckpoint ckpt = FluxCheckpoint::open(dir + "/transformer");
     auto on_cpu = FluxTransformer::load(*cpu, ckpt);
     auto on_gpu = FluxTransformer::load(*cuda, ckpt);
-    const Tensor ref = cpu->download_f32(on_cpu->forward(fixture_inputs(*cpu, io)));
-    const Tensor got = cuda->download_f32(on_gpu->forward(fixture_inputs(*cuda, io)));
+    const Tensor ref = cpu->download_f32(on_cpu->forward(test::flux_fixture_inputs(*cpu, io)));
+    const Tensor got = cuda->download_f32(on_gpu->forward(test::flux_fixture_inputs(*cuda, io)));
     EXPECT_LE(test::rel_l2(got, ref), kTol) << fixture;
   }
 }
