@@ -7,6 +7,7 @@
 #include "backend/cuda/attention_softmax.h"
 #include "backend/cuda/copy.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/lt_heuristic.h"
 #include "backend/cuda/scratch.h"
 #include "paradit/core/status.h"
 
@@ -108,37 +109,11 @@ GemmAttention::Plan* GemmAttention::plan_for(const Gemm& g) {
     }
   }
 
-  cublasLtMatmulPreference_t pref = nullptr;
-  PD_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  cublasLtMatmulHeuristicResult_t results[8] = {};
-  int returned = 0;
-  cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
-  {
-    const uint64_t ws = kMaxWorkspace;
-    const uint32_t aa = g.align_a, ab = g.align_b, ad = g.align_d;
-    st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
-    if (st == CUBLAS_STATUS_SUCCESS)
-      st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa, sizeof(aa));
-    if (st == CUBLAS_STATUS_SUCCESS)
-      st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab, sizeof(ab));
-    if (st == CUBLAS_STATUS_SUCCESS)
-      st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ad, sizeof(ad));
-    if (st == CUBLAS_STATUS_SUCCESS)
-      st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ad, sizeof(ad));
-    if (st == CUBLAS_STATUS_SUCCESS)
-      st = cublasLtMatmulAlgoGetHeuristic(handle_, plan->desc, plan->a, plan->b, plan->d, plan->d, pref, 8, results,
-                                          &returned);
-  }
-  cublasLtMatmulPreferenceDestroy(pref);
-  if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED)
-    throw_cublas(st, "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
-  for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < returned; ++i) {
-    if (results[i].state == CUBLAS_STATUS_SUCCESS && results[i].workspaceSize <= kMaxWorkspace) {
-      plan->algo = results[i].algo;
-      plan->workspace = results[i].workspaceSize;
-      plan->supported = true;
-      break;
-    }
+  if (const auto choice =
+          lt_first_algo(handle_, plan->desc, plan->a, plan->b, plan->d, g.align_a, g.align_b, g.align_d, kMaxWorkspace)) {
+    plan->algo = choice->algo;
+    plan->workspace = choice->workspace;
+    plan->supported = true;
   }
   Plan* raw = plan.get();
   cache_.emplace(g, std::move(plan));

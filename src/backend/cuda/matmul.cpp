@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/lt_heuristic.h"
 #include "paradit/core/status.h"
 
 namespace paradit::cuda {
@@ -131,36 +132,10 @@ LtMatmul::Plan* LtMatmul::plan_for(const Key& key, const void* bias) {
     }
   }
 
-  cublasLtMatmulPreference_t pref = nullptr;
-  PD_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  cublasLtMatmulHeuristicResult_t results[8] = {};
-  int returned = 0;
-  cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
-  {
-    const uint64_t ws = workspace_bytes_;
-    const uint32_t ax = key.align_x, aw = key.align_w, ay = key.align_y;
-    st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
-    if (st == CUBLAS_STATUS_SUCCESS)
-      st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aw, sizeof(aw));
-    if (st == CUBLAS_STATUS_SUCCESS)
-      st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ax, sizeof(ax));
-    if (st == CUBLAS_STATUS_SUCCESS)
-      st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ay, sizeof(ay));
-    if (st == CUBLAS_STATUS_SUCCESS)
-      st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ay, sizeof(ay));
-    if (st == CUBLAS_STATUS_SUCCESS)
-      st = cublasLtMatmulAlgoGetHeuristic(handle_, plan->desc, plan->a, plan->b, plan->c, plan->c, pref, 8, results,
-                                          &returned);
-  }
-  cublasLtMatmulPreferenceDestroy(pref);
-  if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED)
-    throw_cublas(st, "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
-  for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < returned; ++i) {
-    if (results[i].state == CUBLAS_STATUS_SUCCESS && results[i].workspaceSize <= workspace_bytes_) {
-      plan->algo = results[i].algo;
-      plan->supported = true;
-      break;
-    }
+  if (const auto choice = lt_first_algo(handle_, plan->desc, plan->a, plan->b, plan->c, key.align_w, key.align_x,
+                                        key.align_y, workspace_bytes_)) {
+    plan->algo = choice->algo;
+    plan->supported = true;
   }
   Plan* raw = plan.get();
   cache_.emplace(key, std::move(plan));
