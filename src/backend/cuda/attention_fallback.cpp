@@ -7,7 +7,7 @@
 #include "backend/cuda/attention_softmax.h"
 #include "backend/cuda/copy.h"
 #include "backend/cuda/cuda_check.h"
-#include "backend/cuda/lt_heuristic.h"
+#include "backend/cuda/lt_util.h"
 #include "backend/cuda/scratch.h"
 #include "paradit/core/status.h"
 
@@ -35,24 +35,6 @@ struct GemmAttention::Plan {
 namespace {
 
 constexpr size_t kMaxWorkspace = size_t(32) << 20;
-
-uint16_t alignment_of(const void* p, int64_t batch, int64_t batch_stride_bytes) {
-  uint64_t v = reinterpret_cast<uintptr_t>(p) | 256u;
-  if (batch > 1) v |= uint64_t(batch_stride_bytes);
-  return uint16_t(v & (~v + 1));  // lowest set bit, at most 256
-}
-
-template <typename T>
-void set_desc(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr, const T& value, const char* what) {
-  const cublasStatus_t st = cublasLtMatmulDescSetAttribute(d, attr, &value, sizeof(T));
-  if (st != CUBLAS_STATUS_SUCCESS) throw_cublas(st, what, __FILE__, __LINE__);
-}
-
-template <typename T>
-void set_layout(cublasLtMatrixLayout_t l, cublasLtMatrixLayoutAttribute_t attr, const T& value, const char* what) {
-  const cublasStatus_t st = cublasLtMatrixLayoutSetAttribute(l, attr, &value, sizeof(T));
-  if (st != CUBLAS_STATUS_SUCCESS) throw_cublas(st, what, __FILE__, __LINE__);
-}
 
 // The ld of a matrix of `rows` row-major rows of `width` elements with row stride `stride`: any value ≥ width
 // works when there is a single row.

@@ -4,7 +4,7 @@
 #include <functional>
 
 #include "backend/cuda/cuda_check.h"
-#include "backend/cuda/lt_heuristic.h"
+#include "backend/cuda/lt_util.h"
 #include "paradit/core/status.h"
 
 namespace paradit::cuda {
@@ -28,24 +28,6 @@ struct LtMatmul::Plan {
 };
 
 namespace {
-
-uint16_t alignment_of(const void* p, int64_t batch, int64_t batch_stride_bytes) {
-  uint64_t v = reinterpret_cast<uintptr_t>(p) | 256u;
-  if (batch > 1) v |= uint64_t(batch_stride_bytes);
-  return uint16_t(v & (~v + 1));  // lowest set bit, at most 256
-}
-
-template <typename T>
-void set_desc(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr, const T& value, const char* what) {
-  const cublasStatus_t st = cublasLtMatmulDescSetAttribute(d, attr, &value, sizeof(T));
-  if (st != CUBLAS_STATUS_SUCCESS) throw_cublas(st, what, __FILE__, __LINE__);
-}
-
-template <typename T>
-void set_layout(cublasLtMatrixLayout_t l, cublasLtMatrixLayoutAttribute_t attr, const T& value, const char* what) {
-  const cublasStatus_t st = cublasLtMatrixLayoutSetAttribute(l, attr, &value, sizeof(T));
-  if (st != CUBLAS_STATUS_SUCCESS) throw_cublas(st, what, __FILE__, __LINE__);
-}
 
 const char* epilogue_name(Epilogue ep) { return ep == Epilogue::kGeluTanh ? "gelu_tanh" : "none"; }
 

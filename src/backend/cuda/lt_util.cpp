@@ -1,6 +1,4 @@
-#include "backend/cuda/lt_heuristic.h"
-
-#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/lt_util.h"
 
 namespace paradit::cuda {
 
