@@ -64,6 +64,13 @@ class Backend {
   virtual void layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale,
                                    float eps) = 0;
 
+  // x += gate ⊙ delta, then y = LN(x)·(1 + scale) + shift: gated_add and layer_norm_modulate in one pass over x
+  // (the residual update that closes one transformer block half and the normalisation that opens the next), with
+  // the results of the two ops done one after the other. x, y, delta [B, S, D]; gate, shift, scale [B, D].
+  virtual void gated_add_layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& delta,
+                                             const Tensor& gate, const Tensor& shift, const Tensor& scale,
+                                             float eps) = 0;
+
   // y = RMSNorm(x)·weight over the last dim, then — if cos and sin are defined — RoPE on interleaved pairs:
   // y[2k] = a·cos[2k] − b·sin[2k], y[2k+1] = b·cos[2k+1] + a·sin[2k+1] with (a, b) = normed (x[2k], x[2k+1]).
   // x, y [B, S, H, d] (y may alias x); weight [d]; cos, sin f32 [S, d].

@@ -33,6 +33,8 @@ class CpuBackend final : public Backend {
 
   void layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale,
                            float eps) override;
+  void gated_add_layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& delta, const Tensor& gate,
+                                     const Tensor& shift, const Tensor& scale, float eps) override;
   void rms_norm_rope(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& cos, const Tensor& sin,
                      float eps) override;
 

@@ -6,6 +6,8 @@
 // either may be 0) and attention reaches the other ranks' rows through usp_attention.
 #pragma once
 
+#include <array>
+
 #include "models/flux/flux_weights.h"
 #include "paradit/backend/backend.h"
 #include "paradit/models/flux_transformer.h"
@@ -13,6 +15,12 @@
 namespace paradit::flux {
 
 // Activation buffers of one forward, allocated once and reused by every block.
+//
+// Residual updates are deferred: the GEMM that closes a block half writes its output to `delta` and leaves
+// z += gate ⊙ delta pending, to be applied by the LayerNorm that opens the next half (gated_add_layer_norm_modulate,
+// one pass over z fewer than the two ops apart). The pending gates live in the modulation set of the block that
+// left them, so blocks alternate between two sets (begin_block) and the next block's modulation GEMVs cannot
+// overwrite a gate still to be applied.
 struct Workspace {
   Workspace(Backend& backend, const FluxConfig& config, int64_t batch, int64_t text_tokens, int64_t image_tokens);
 
@@ -22,8 +30,10 @@ struct Workspace {
   Tensor zn;          // [B, T+N, D]: modulated LayerNorm of z, the input of the next GEMMs
   Tensor qkv;         // [B, T+N, 3D]: q | k | v, each head-major
   Tensor cat;         // [B, T+N, 5D]: attention output in columns [0, D), MLP hidden in [D, 5D)
-  Tensor mod_img;     // [B, 6D]: modulation of the image stream (single blocks and the final layer use a prefix)
-  Tensor mod_txt;     // [B, 6D]: modulation of the text stream
+  Tensor delta;       // [B, T+N, D]: the output whose gated residual update is pending
+  Tensor mod_sets[2][2];  // [set][stream] [B, 6D]: modulation of the text (0) and image (1) streams
+  int mod_set = 0;        // the set of the current block
+  Tensor pending_gate[2];  // [stream] [B, D]: gate of the update pending on that stream's rows, or undefined
   Tensor silu_temb;   // [B, D]: SiLU(temb), the input of every modulation linear
   Tensor cos, sin;    // f32 [T+N, d]: RoPE tables
   // Sequence parallelism: null when this rank holds the whole sequence; else its group and the length of the
@@ -37,6 +47,20 @@ struct Workspace {
   Tensor img(const Tensor& t) const { return rows(t, T, N); }
   // Chunk i of width D along the last dimension (the adaLN shift/scale/gate vectors are such chunks).
   Tensor chunk(const Tensor& t, int64_t i) const { return t.slice(-1, i * D, D); }
+
+  // Switches to the other modulation set; returns {text, image} modulation buffers of the new block (single
+  // blocks and the final layer use a prefix of the image one).
+  std::array<Tensor, 2> begin_block() {
+    mod_set ^= 1;
+    return {mod_sets[mod_set][0], mod_sets[mod_set][1]};
+  }
+  // zn = LN(z)·(1 + scale) + shift on rows [start, start + length), applying first the residual update pending on
+  // those rows (each stream's part with its own gate).
+  void norm_modulate(Backend& backend, int64_t start, int64_t length, const Tensor& shift, const Tensor& scale);
+  // Leaves z += gate ⊙ delta pending on rows [start, start + length) (the rows of whole streams).
+  void defer_residual(int64_t start, int64_t length, const Tensor& gate);
+  // Applies every pending update to z (before z is read other than by norm_modulate).
+  void flush(Backend& backend);
 };
 
 inline constexpr float kNormEps = 1e-6f;  // every LayerNorm and q/k RMSNorm of FLUX

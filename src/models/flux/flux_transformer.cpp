@@ -88,19 +88,23 @@ class FluxModel final : public FluxTransformer {
     for (size_t i = 0; i < w_.double_blocks.size(); ++i) {
       double_block(backend_, w_.double_blocks[i], ws);
       if (tap) {
+        ws.flush(backend_);
         report("double" + std::to_string(i) + "_encoder", ws.txt(ws.z));
         report("double" + std::to_string(i) + "_hidden", ws.img(ws.z));
       }
     }
     for (size_t i = 0; i < w_.single_blocks.size(); ++i) {
       single_block(backend_, w_.single_blocks[i], ws);
-      if (tap) report("single" + std::to_string(i) + "_out", ws.z);
+      if (tap) {
+        ws.flush(backend_);
+        report("single" + std::to_string(i) + "_out", ws.z);
+      }
     }
 
     // AdaLayerNormContinuous on the image rows; BFL's final modulation is [shift | scale].
-    const Tensor mod = ws.mod_img.slice(1, 0, 2 * ws.D);
+    const Tensor mod = ws.begin_block()[1].slice(1, 0, 2 * ws.D);
     backend_.linear(mod, ws.silu_temb, w_.final_mod.w, w_.final_mod.b, Epilogue::kNone);
-    backend_.layer_norm_modulate(ws.img(ws.zn), ws.img(ws.z), ws.chunk(mod, 0), ws.chunk(mod, 1), kNormEps);
+    ws.norm_modulate(backend_, ws.T, ws.N, ws.chunk(mod, 0), ws.chunk(mod, 1));
     report("norm_out_out", ws.img(ws.zn));
     Tensor out = backend_.empty({B, ws.N, config_.out_channels});
     backend_.linear(out, ws.img(ws.zn), w_.final_out.w, w_.final_out.b, Epilogue::kNone);
