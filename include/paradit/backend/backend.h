@@ -82,6 +82,17 @@ class Backend {
   virtual void attention(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                          float scale) = 0;
 
+  // Ring attention's log-sum-exp merge: folds the attention of the same queries over one more key/value block into
+  // a running result. Per query row and head, with σ the logistic function,
+  //   out ← out − σ(block_lse − lse)·(out − block_out),    lse ← lse − log σ(lse − block_lse),
+  // which is out = (e^lse·out + e^block_lse·block_out) / (e^lse + e^block_lse) and lse = log(e^lse + e^block_lse)
+  // without overflow; an lse of −∞ (no keys so far, or none in the block) carries weight zero.
+  // out f32 [B, S, H, d] and lse f32 [B, H, S] are updated in place; block_out [B, S, H, d] (compute dtype or f32)
+  // and block_lse f32 [B, H, S] are what attention() gave for the block. Last dimensions contiguous.
+  virtual void lse_merge(const Tensor& out, const Tensor& lse, const Tensor& block_out, const Tensor& block_lse) = 0;
+  // The checks every backend's lse_merge makes first (shapes, dtypes, devices), throwing kInvalidArgument.
+  void check_lse_merge(const Tensor& out, const Tensor& lse, const Tensor& block_out, const Tensor& block_lse);
+
   // Elementwise; y may alias an input. Shapes equal.
   virtual void silu(const Tensor& y, const Tensor& x) = 0;
   virtual void gelu_tanh(const Tensor& y, const Tensor& x) = 0;

@@ -40,6 +40,7 @@ class CpuBackend final : public Backend {
 
   void attention(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                  float scale) override;
+  void lse_merge(const Tensor& out, const Tensor& lse, const Tensor& block_out, const Tensor& block_lse) override;
 
   void silu(const Tensor& y, const Tensor& x) override;
   void gelu_tanh(const Tensor& y, const Tensor& x) override;

@@ -10,6 +10,7 @@
 #include "backend/cuda/elementwise.h"
 #include "backend/cuda/group_norm.h"
 #include "backend/cuda/layer_norm.h"
+#include "backend/cuda/lse_merge.h"
 #include "backend/cuda/rms_norm_rope.h"
 #include "backend/cuda/scratch.h"
 #include "backend/cuda/text_ops.h"
@@ -146,6 +147,14 @@ void CudaBackendImpl::layer_norm_modulate(const Tensor& y, const Tensor& x, cons
   if (x.numel() == 0) return;
   cuda::DeviceGuard guard(index_);
   cuda::launch_layer_norm_modulate(y, x, shift, scale, eps, stream_);
+}
+
+void CudaBackendImpl::lse_merge(const Tensor& out, const Tensor& lse, const Tensor& block_out,
+                                const Tensor& block_lse) {
+  check_lse_merge(out, lse, block_out, block_lse);
+  if (out.numel() == 0) return;
+  cuda::DeviceGuard guard(index_);
+  cuda::launch_lse_merge(out, lse, block_out, block_lse, stream_);
 }
 
 void CudaBackendImpl::gated_add_layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& delta,
