@@ -193,6 +193,42 @@ class FailingBackend final : public Backend {
   std::atomic<int>* armed_;  // > 0: calls left until the failing one
 };
 
+// A request may carry token ids instead of text: the same ids give the same images, on one rank or several, and
+// through EngineOptions::make_pipeline. A pipeline without tokenizers (random weights) refuses text and takes ids.
+TEST_F(ParallelPipeline, TokenIdsInPlaceOfTextGiveTheSameImages) {
+  auto be = create_cpu_backend(1);
+  auto pipe = FluxPipeline::load(*be, tiny_flux());
+  FluxRequest req = request(Kind::kWideCfg);
+  const FluxPromptEmbeds pos = pipe->encode_prompt(req.prompt, req.max_sequence_length, nullptr);
+  const FluxPromptEmbeds neg = pipe->encode_prompt(*req.negative_prompt, req.max_sequence_length, nullptr);
+  req.prompt_tokens = FluxPromptTokens{pos.clip_tokens.ids, pos.t5_tokens.ids};
+  req.negative_prompt_tokens = FluxPromptTokens{neg.clip_tokens.ids, neg.t5_tokens.ids};
+  req.prompt = "not read";
+  req.negative_prompt = "not read either";
+  expect_same(pipe->generate(req), reference(Kind::kWideCfg));
+
+  EngineOptions o = cpu_ranks({.ulysses = 2, .cfg = 2});
+  std::atomic<int> loads = 0;  // the ranks load on their own threads
+  o.make_pipeline = [&](Backend& backend, int, const FluxPipelineOptions& po) {
+    ++loads;
+    return FluxPipeline::load(backend, tiny_flux(), po);
+  };
+  auto engine = Engine::create(o);
+  EXPECT_EQ(loads.load(), 4);
+  expect_same(engine->generate(req), reference(Kind::kWideCfg));
+
+  auto random = FluxPipeline::random(*be, FluxNetworkConfigs::tiny(), 1);
+  FluxRequest text = request(Kind::kWide);
+  EXPECT_THROW(random->generate(text), Error);
+  text.prompt_tokens = FluxPromptTokens{pos.clip_tokens.ids, pos.t5_tokens.ids};
+  const FluxResult r = random->generate(text);
+  ASSERT_EQ(r.images.size(), 2u);
+  EXPECT_EQ(r.images[0].width, 64);
+  // The T5 ids set the sequence length: a different max_sequence_length is refused.
+  text.max_sequence_length = 9;
+  EXPECT_THROW(random->generate(text), Error);
+}
+
 TEST_F(ParallelPipeline, AFailingRankStopsEveryRankAndTheNextRequestRuns) {
   constexpr int kFailing = 5;
   std::atomic<int> armed{0};

@@ -76,6 +76,8 @@ def init_distributed(args):
         dist.init_process_group("nccl", timeout=timeout)
     else:
         dist.init_process_group("gloo", timeout=timeout)
+        import xfuser.envs  # xfuser takes any CUDA build of torch for a GPU machine: tell it this run has none
+        xfuser.envs._is_cuda = lambda: False
     from xfuser.core.distributed import init_distributed_environment
     init_distributed_environment(backend="nccl" if args.device == "cuda" else "gloo")
     return local_rank

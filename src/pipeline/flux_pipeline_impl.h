@@ -57,6 +57,9 @@ class Pipeline final : public FluxPipeline {
   void ensure_text_encoders();
   void release_text_encoders();
   FluxPromptEmbeds run_text_encoders(FluxPromptEmbeds embeds);
+  // The request's prompt (or negative prompt), from its token ids when it has them, else from its text.
+  FluxPromptEmbeds encode_request(const FluxRequest& request, bool negative, int max_sequence_length,
+                                  std::vector<std::string>* warnings);
 
   // Checks a request and resolves its defaults into r (steps, max_sequence_length; warnings about ignored
   // options, logged when `report`). Returns whether it runs true CFG.

@@ -50,8 +50,8 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
   auto start = std::chrono::steady_clock::now();
   FluxPromptEmbeds positive, negative;
   if (leader) {
-    positive = encode_prompt(req.prompt, r.max_sequence_length, &r.warnings);
-    if (cfg) negative = encode_prompt(*req.negative_prompt, r.max_sequence_length, &r.warnings);
+    positive = encode_request(req, false, r.max_sequence_length, &r.warnings);
+    if (cfg) negative = encode_request(req, true, r.max_sequence_length, &r.warnings);
     if (options_.release_text_encoders) release_text_encoders();
   }
   if (ctx.world->size() > 1) {

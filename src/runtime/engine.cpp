@@ -76,7 +76,8 @@ class EngineImpl final : public Engine {
       rank.backend = make_backend_(r);
       FluxPipelineOptions o = options_.pipeline;
       o.encodes_prompts = r == 0;
-      rank.pipeline = FluxPipeline::load(*rank.backend, options_.sources, o);
+      rank.pipeline = options_.make_pipeline ? options_.make_pipeline(*rank.backend, r, o)
+                                             : FluxPipeline::load(*rank.backend, options_.sources, o);
     }));
     connect();
     load_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

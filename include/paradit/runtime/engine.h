@@ -33,6 +33,10 @@ struct EngineOptions {
   // Makes rank r's backend, on rank r's worker thread; unset: from device and threads_per_rank. For devices of
   // one's own, and for tests that make one rank fail.
   std::function<std::unique_ptr<Backend>(int rank)> make_backend;
+  // Makes rank r's pipeline on its backend; unset: FluxPipeline::load from `sources`. For pipelines of random
+  // weights (benchmarks: FluxPipeline::random).
+  std::function<std::unique_ptr<FluxPipeline>(Backend& backend, int rank, const FluxPipelineOptions& options)>
+      make_pipeline;
 };
 
 class Engine {
