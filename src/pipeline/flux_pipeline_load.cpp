@@ -45,7 +45,7 @@ Pipeline::Pipeline(Backend& backend, ResolvedSources sources, FluxPipelineOption
 
   const FluxCheckpoint checkpoint = FluxCheckpoint::open(sources_.transformer, sources_.transformer_config);
   check_text_to_image(checkpoint.config(), checkpoint.source());
-  transformer_ = FluxTransformer::load(backend_, checkpoint);
+  transformer_ = FluxTransformer::load(backend_, checkpoint, options_.tensor_parallel);
   vae_ = VaeDecoder::load(backend_, sources_.vae, sources_.vae_config);
   finish_setup(start);
 }
@@ -78,6 +78,11 @@ void Pipeline::finish_setup(std::chrono::steady_clock::time_point start) {
   } else {
     PD_LOG(kDebug, message);  // one line per device would repeat rank 0's
   }
+}
+
+size_t Pipeline::weight_bytes() const {
+  return transformer_->weight_bytes() + vae_->weight_bytes() + (clip_ ? clip_->weight_bytes() : 0) +
+         (t5_ ? t5_->weight_bytes() : 0);
 }
 
 void Pipeline::ensure_text_encoders() {
