@@ -71,7 +71,11 @@ void Pipeline::finish_setup(std::chrono::steady_clock::time_point start) {
   const std::string message = detail::concat(
       "loaded ", sources_.model_name, " (FLUX.1-", variant_ == FluxVariant::kDev ? "dev" : "schnell", ") on ",
       backend_.name(), " in ", int(load_seconds_ * 1000), " ms: transformer ", fc.summary(), " (",
-      mib(transformer_->weight_bytes()), " MiB); ", encoders, "; VAE ", vae_->config().summary(), "; scheduler ",
+      mib(transformer_->weight_bytes()), " MiB",
+      options_.tensor_parallel.size > 1 ? detail::concat(", tensor-parallel share ", options_.tensor_parallel.rank,
+                                                          " of ", options_.tensor_parallel.size)
+                                        : std::string(),
+      "); ", encoders, "; VAE ", vae_->config().summary(), "; scheduler ",
       scheduler_config_.summary());
   if (options_.encodes_prompts) {
     PD_LOG(kInfo, message);
