@@ -120,6 +120,35 @@ TEST_F(ParallelPipeline, EveryMeshGivesTheSingleDeviceImages) {
   }
 }
 
+TEST_F(ParallelPipeline, TensorParallelMeshesGiveTheSingleDeviceImages) {
+  // tiny-flux has 3 heads: tp 2 splits them {2, 1}, tp 5 leaves two ranks with none; with Ulysses, Ring, CFG
+  // parallel and data parallel around it.
+  size_t whole = 0;
+  {
+    auto be = create_cpu_backend(1);
+    whole = FluxPipeline::load(*be, tiny_flux())->transformer_weight_bytes();
+  }
+  for (const MeshDegrees& m : {MeshDegrees{.tp = 2}, MeshDegrees{.tp = 5}, MeshDegrees{.tp = 2, .ulysses = 2},
+                               MeshDegrees{.tp = 2, .ring = 2, .cfg = 2}, MeshDegrees{.tp = 3, .dp = 2}}) {
+    SCOPED_TRACE(m.flags());
+    auto engine = Engine::create(cpu_ranks(m));
+    const Kind k = m.cfg == 2 ? Kind::kWideCfg : Kind::kSquareCfg;
+    expect_same(engine->generate(request(k)), reference(k));
+    // Each rank holds its share of the transformer; the shares add up to more than the whole only by what every
+    // rank holds whole (embedders, norms, the final projection).
+    const std::vector<RankMemory> memory = engine->memory();
+    ASSERT_EQ(memory.size(), size_t(m.product()));
+    size_t one_tp_group = 0;
+    for (int r = 0; r < m.tp; ++r) {
+      EXPECT_LT(memory[size_t(r)].transformer_weight_bytes, whole) << "rank " << r;
+      EXPECT_GE(memory[size_t(r)].weight_bytes, memory[size_t(r)].transformer_weight_bytes);
+      EXPECT_FALSE(memory[size_t(r)].peak_bytes.has_value());  // CPU ranks cannot tell
+      one_tp_group += memory[size_t(r)].transformer_weight_bytes;
+    }
+    EXPECT_GT(one_tp_group, whole);
+  }
+}
+
 // A CPU backend that throws from attention on its `fail_at`-th call while armed: a rank failing mid-request,
 // inside a collective's neighbourhood (its SP peers wait for its attention all-to-all / ring transfer).
 class FailingBackend final : public Backend {
@@ -348,6 +377,13 @@ TEST(MeshPlan, ARankCountAlonePicksTheMesh) {
   // Degrees alone: their product.
   EXPECT_EQ(plan_mesh({.ulysses = 2, .ring = 3, .cfg_parallel = true}, 24, true).world(), 12);
   EXPECT_EQ(plan_mesh({}, 24, true).world(), 1);
+  // --tp is kept as given; Ulysses splits each tp rank's share of the heads: 12 of 24 for tp 2, at least 4 for
+  // tp 5 (5, 5, 5, 5, 4).
+  EXPECT_EQ(plan_mesh({.tp = 2, .ranks = 8}, 24, false).degrees(), (MeshDegrees{.tp = 2, .ulysses = 4}));
+  EXPECT_EQ(plan_mesh({.tp = 2, .ranks = 8}, 24, true).degrees(), (MeshDegrees{.tp = 2, .ulysses = 2, .cfg = 2}));
+  EXPECT_EQ(plan_mesh({.tp = 5, .ranks = 10}, 24, false).degrees(), (MeshDegrees{.tp = 5, .ulysses = 2}));
+  EXPECT_EQ(plan_mesh({.tp = 4}, 24, false).world(), 4);
+  expect_error([] { plan_mesh({.tp = 3, .ranks = 8}, 24, false); }, StatusCode::kInvalidArgument, {"try"});
 }
 
 }  // namespace

@@ -7,8 +7,10 @@ xfuser's own `xdit` runner does for FLUX.1-dev without PipeFusion (runner_models
 prompt and decodes the image itself; only the transformer is split, by sequence (Ulysses x Ring, USP). Without
 flash-attn installed xDiT picks cuDNN attention (`--attention-backend` overrides it).
 
-xDiT has no CFG parallel for FLUX (xFuserFluxPipeline declares cfg_parallel_available=False, and FLUX.1-dev is
-guidance-distilled: one transformer call per step), so there is no --cfg option; "cfg" is 1 in every row.
+xDiT has no CFG parallel for FLUX (xFuserFluxPipeline declares cfg_parallel_available=False; FLUX.1-dev is
+guidance-distilled, one transformer call per step), so "cfg" is 1 in every row. --true-cfg runs diffusers' true CFG
+(a negative prompt, true_cfg_scale 4, as paradit's --true-cfg): two sequence-parallel transformer calls per step,
+xDiT's way to do the work that paradit's --cfg-parallel splits over two halves of the ranks.
 
 torch.compile follows the runner too: inductor's compute/communication reordering on, the whole transformer
 compiled with mode "reduce-overhead" (CUDA graphs; the runner's choice for FLUX.1-dev), --compile-mode to change.
@@ -20,6 +22,7 @@ diffusers_flux_pipeline.py: encode, denoise (the 28 transformer calls and schedu
 inputs of the pipeline's first step (forward_ms).
 
     torchrun --standalone --nproc_per_node 2 bench/peers/xdit_flux.py --ulysses 2 --size 1024 --modes eager compile
+    torchrun --standalone --nproc_per_node 2 bench/peers/xdit_flux.py --ring 2 --device cpu --tiny --size 64 --steps 2
 Rank 0 prints one JSON line per mode. A rank that fails ends the run (torchrun stops the others); collectives and
 the rendezvous time out after --dist-timeout seconds instead of hanging.
 """
@@ -49,18 +52,48 @@ def parse_args():
                     help="torch.compile mode; reduce-overhead is what xfuser's runner uses for FLUX.1-dev")
     ap.add_argument("--attention-backend", default=None,
                     help="xDiT attention backend (cudnn, sdpa, flash, ...); default: xDiT's own pick")
+    ap.add_argument("--true-cfg", action="store_true",
+                    help="true CFG: a negative prompt (the same fixed ids) and scale 4, two transformer calls a step")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--forward-iters", type=int, default=0, help="also time this many single transformer forwards")
     ap.add_argument("--dist-timeout", type=int, default=600, help="seconds before a stuck collective fails")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
-                    help="cpu: gloo ranks, f32, for smoke tests of the script only")
-    ap.add_argument("--tiny", action="store_true", help="tiny components (models/tiny-flux's sizes): a smoke test")
-    return ap.parse_args()
+                    help="cpu: gloo ranks, f32, sdpa_flash attention: a smoke test of this script")
+    ap.add_argument("--tiny", action="store_true",
+                    help="tiny components (models/tiny-flux's sizes, 3 heads: Ulysses 1 or 3): a smoke test")
+    args = ap.parse_args()
+    if args.device == "cpu" and args.attention_backend is None:
+        args.attention_backend = "sdpa_flash"
+    return args
+
+
+def xfuser_on_cpu():
+    """For --device cpu smoke tests: xfuser runs on GPUs only. It enables sequence parallelism only if CUDA is there
+    when it is first imported, and takes a CUDA build of torch for a GPU; here it is told otherwise where needed, and
+    its "sdpa_flash" backend gets torch's CPU flash kernel (which also returns the log-sum-exp Ring attention needs)."""
+    import types
+    real = torch.cuda.is_available, torch.cuda.current_device, torch.cuda.get_device_properties
+    torch.cuda.is_available, torch.cuda.current_device = (lambda: True), (lambda: 0)
+    torch.cuda.get_device_properties = lambda *_: types.SimpleNamespace(gcnArchName="", major=9, minor=0, name="cpu")
+    try:
+        import xfuser  # noqa: F401  (its package check runs now)
+        import xfuser.model_executor.layers.usp  # noqa: F401  (takes yunchang's process groups "on CUDA" only)
+    finally:
+        torch.cuda.is_available, torch.cuda.current_device, torch.cuda.get_device_properties = real
+    import xfuser.envs as envs
+    from xfuser.core.distributed.attention_backend import ATTENTION_FUNCTION_REGISTRY, AttentionBackendType
+    envs._is_cuda = lambda: False
+    envs.get_torch_distributed_backend = lambda: "gloo"
+
+    def cpu_flash(query, key, value, dropout_p, is_causal, attention_kwargs=None):
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, dropout_p, is_causal)
+
+    ATTENTION_FUNCTION_REGISTRY[AttentionBackendType.SDPA_FLASH] = cpu_flash
 
 
 def init_distributed(args):
-    """Process group with a timeout (xfuser's own init has none) before xfuser sets up its groups on top of it."""
+    """Process groups with a timeout (xfuser's own init sets none), then xfuser's groups on top of them."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world != args.ulysses * args.ring:
         sys.exit(f"xdit_flux.py: {world} ranks but --ulysses {args.ulysses} x --ring {args.ring} = "
@@ -69,6 +102,8 @@ def init_distributed(args):
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29533")
     local_rank = int(os.environ["LOCAL_RANK"])
     timeout = datetime.timedelta(seconds=args.dist_timeout)
+    # xfuser makes its subgroups (Ulysses, Ring, ...) without a timeout: they take torch's defaults, made ours here.
+    dist.distributed_c10d.default_pg_timeout = dist.distributed_c10d.default_pg_nccl_timeout = timeout
     if args.device == "cuda":
         if torch.cuda.device_count() <= local_rank:
             sys.exit(f"xdit_flux.py: rank {local_rank} has no GPU ({torch.cuda.device_count()} visible)")
@@ -76,8 +111,7 @@ def init_distributed(args):
         dist.init_process_group("nccl", timeout=timeout)
     else:
         dist.init_process_group("gloo", timeout=timeout)
-        import xfuser.envs  # xfuser takes any CUDA build of torch for a GPU machine: tell it this run has none
-        xfuser.envs._is_cuda = lambda: False
+        xfuser_on_cpu()
     from xfuser.core.distributed import init_distributed_environment
     init_distributed_environment(backend="nccl" if args.device == "cuda" else "gloo")
     return local_rank
@@ -105,6 +139,13 @@ class Ranks:
         return t.tolist()
 
 
+class TrueCfgFluxPipeline(flux_peer.FluxPipeline):
+    """Every call adds the negative prompt (the tokenizer stand-ins give it the prompt's ids) and true CFG scale 4."""
+
+    def __call__(self, *args, **kwargs):
+        return super().__call__(*args, negative_prompt=kwargs["prompt"], true_cfg_scale=4.0, **kwargs)
+
+
 def make_xdit_pipeline(args, local_rank):
     """diffusers_flux_pipeline.make_pipeline with xDiT's transformer subclass, then xDiT's runtime state."""
     from xfuser import xFuserArgs
@@ -124,6 +165,8 @@ def make_xdit_pipeline(args, local_rank):
     flux_peer.FluxTransformer2DModel = xFuserFlux1Transformer2DWrapper
     device = f"cuda:{local_rank}" if cuda else "cpu"
     pipe = flux_peer.make_pipeline(device, torch.bfloat16 if cuda else torch.float32, args.tiny)
+    if args.true_cfg:
+        pipe.__class__ = TrueCfgFluxPipeline
     initialize_runtime_state(pipe, engine_config)
 
     def set_input(steps):  # what the runner does before each pipe() call (split_text_embed_in_sp: no PipeFusion)
@@ -139,6 +182,10 @@ def enable_runner_compile_options():
     torch._inductor.config.reorder_for_compute_comm_overlap = True
     torch._inductor.config.reorder_for_compute_comm_overlap_passes = [
         "reorder_compute_for_overlap", "sink_waits", "raise_comms"]
+    # xDiT's Ring attention asks version_at_least(torch.__version__, ...) on every call; dynamo (torch 2.11) fails
+    # tracing packaging's Version() on it (InternalTorchDynamoError on a raise ... from None). Its answer is fixed.
+    import xfuser.model_executor.layers.usp as usp
+    usp.version_at_least = torch.compiler.assume_constant_result(usp.version_at_least)
 
 
 def capture_forward_inputs(pipe, run_pipe):
@@ -214,6 +261,7 @@ def main():
         peak = ranks.slowest([torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0])[0]
         row = dict(bench="pipeline", engine="xdit", mode=mode, model="tiny" if args.tiny else "FLUX.1-dev",
                    gpu=device_name, gpus=dist.get_world_size(), ulysses=args.ulysses, ring=args.ring, cfg=1,
+                   true_cfg=args.true_cfg,
                    attention=str(getattr(attention_backend, "name", attention_backend)).lower(),
                    size=args.size, steps=args.steps, iters=args.iters)
         for stage in stages:

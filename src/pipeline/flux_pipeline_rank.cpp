@@ -9,7 +9,10 @@
 //   sequence; its latents are only its image rows, from the host noise to the last Euler step.
 // - CFG: with C = 2, cfg rank 0 runs the positive branch and cfg rank 1 the negative; they swap velocities
 //   every step and take the same step.
-// - Decoding: each image's rows are gathered once over the SP group; SP rank 0 of cfg rank 0 decodes it.
+// - Tensor parallel: the ranks of a tp group hold the same rows and a share of the transformer each (loaded so,
+//   FluxPipelineOptions::tensor_parallel); everything outside the transformer they do alike.
+// - Decoding: each image's rows are gathered once over the SP group; SP rank 0 of cfg rank 0, tp rank 0
+//   decodes it.
 #include <algorithm>
 #include <chrono>
 
@@ -62,12 +65,19 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
 
   const int64_t T = r.max_sequence_length;
   const int64_t N = flux_packed_latent_shape(1, req.height, req.width)[1];
-  FluxParallel sp{g.ulysses.get(), g.ring.get()};
+  const bool tensor_parallel = ctx.mesh.degree(MeshDim::kTp) > 1;
+  PD_REQUIRE(transformer_->tensor_shard().size == ctx.mesh.degree(MeshDim::kTp) &&
+                 transformer_->tensor_shard().rank == ctx.coord(MeshDim::kTp),
+             "generate_rank: this pipeline's transformer holds tensor-parallel shard ",
+             transformer_->tensor_shard().rank, " of ", transformer_->tensor_shard().size, " but the mesh ",
+             ctx.mesh.str(), " makes rank ", ctx.rank, " tp ", ctx.coord(MeshDim::kTp),
+             " (load it with FluxPipelineOptions::tensor_parallel)");
+  FluxParallel sp{g.ulysses.get(), g.ring.get(), tensor_parallel ? g.tp.get() : nullptr};
   DenoiseGroups groups;
   groups.rows = flux_shard_rows(T, N, sp.parts(), sp.part());
-  if (sp.parts() > 1) groups.sp = &sp;
+  if (sp.parts() > 1 || tensor_parallel) groups.sp = &sp;
   if (cfg_parallel) groups.cfg = g.cfg.get();
-  const bool decodes = sp.part() == 0 && ctx.coord(MeshDim::kCfg) == 0;
+  const bool decodes = sp.part() == 0 && ctx.coord(MeshDim::kCfg) == 0 && ctx.coord(MeshDim::kTp) == 0;
   const int64_t channels = kFluxLatentChannels * kFluxPatch * kFluxPatch;
 
   const SequenceShard images(req.batch_count, ctx.mesh.degree(MeshDim::kDp));

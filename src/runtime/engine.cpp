@@ -4,6 +4,7 @@
 #include <chrono>
 #include <mutex>
 
+#include "paradit/backend/cuda_backend.h"
 #include "paradit/core/log.h"
 #include "paradit/core/status.h"
 #include "paradit/parallel/mesh_groups.h"
@@ -76,6 +77,7 @@ class EngineImpl final : public Engine {
       rank.backend = make_backend_(r);
       FluxPipelineOptions o = options_.pipeline;
       o.encodes_prompts = r == 0;
+      o.tensor_parallel = {mesh_.coord(r, MeshDim::kTp), mesh_.degree(MeshDim::kTp)};
       rank.pipeline = options_.make_pipeline ? options_.make_pipeline(*rank.backend, r, o)
                                              : FluxPipeline::load(*rank.backend, options_.sources, o);
     }));
@@ -111,6 +113,10 @@ class EngineImpl final : public Engine {
     std::vector<FluxRankResult> parts(ranks_.size());
     outcomes_ = run([&](int r) {
       Rank& rank = ranks_[size_t(r)];
+      if (CudaBackend* cuda = as_cuda_backend(*rank.backend)) {
+        cuda->reset_peak();
+        rank.measured_peak = true;
+      }
       const RankContext ctx{mesh_, r, rank.world.get(), rank.groups.get()};
       parts[size_t(r)] = rank.pipeline->generate_rank(request, ctx, serialized);
       rank.world->wait_all();  // a transfer that failed after the rank's last use of it fails the request
@@ -128,12 +134,26 @@ class EngineImpl final : public Engine {
     return outcomes_;
   }
 
+  std::vector<RankMemory> memory() const override {
+    std::lock_guard lk(mu_);
+    std::vector<RankMemory> out;
+    for (const Rank& rank : ranks_) {
+      RankMemory m{rank.pipeline->transformer_weight_bytes(), rank.pipeline->weight_bytes(), std::nullopt};
+      // Allocator statistics are read under the allocator's lock; the rank's thread is idle between requests.
+      if (CudaBackend* cuda = as_cuda_backend(*rank.backend); cuda && rank.measured_peak)
+        m.peak_bytes = cuda->peak_bytes();
+      out.push_back(m);
+    }
+    return out;
+  }
+
  private:
   struct Rank {
     std::unique_ptr<Backend> backend;
     std::unique_ptr<FluxPipeline> pipeline;
     std::unique_ptr<Communicator> world;
     std::unique_ptr<MeshGroups> groups;
+    bool measured_peak = false;  // a request has run since the peak was reset
   };
 
   // Runs job on every rank. A rank that throws aborts its world, so every other rank's pending and next

@@ -25,6 +25,7 @@
 #include "paradit/backend/backend.h"
 #include "paradit/io/flux_checkpoint.h"
 #include "paradit/models/clip_text.h"
+#include "paradit/models/flux_transformer.h"
 #include "paradit/models/t5_encoder.h"
 #include "paradit/models/vae.h"
 #include "paradit/parallel/rank_context.h"
@@ -84,6 +85,9 @@ struct FluxPipelineOptions {
   // and broadcasts the embeddings): their text encoders are loaded only if they are ever asked to encode, which
   // saves FLUX.1's 10 GB of T5-XXL and CLIP on every other device, and their load is logged at debug level.
   bool encodes_prompts = true;
+  // The share of the transformer's weights this rank loads (tensor parallelism: the engine sets the rank's tp
+  // coordinate and degree); generate_rank then passes the mesh's tp group to it.
+  FluxTensorShard tensor_parallel;
 };
 
 // One generation request (FluxPipeline.__call__'s arguments that matter here).
@@ -175,6 +179,10 @@ class FluxPipeline {
   // "tiny-flux", "FLUX.1-dev", the diffusion model's file name: for messages and PNG metadata.
   virtual const std::string& model_name() const = 0;
   virtual double load_seconds() const = 0;
+  // Bytes of the transformer's weights on this pipeline's device (this rank's share under tensor parallelism),
+  // and of every network's weights held there now (text encoders only while loaded).
+  virtual size_t transformer_weight_bytes() const = 0;
+  virtual size_t weight_bytes() const = 0;
 
   virtual FluxResult generate(const FluxRequest& request, const FluxProgressCallback& progress = {}) = 0;
   // This rank's part of generate() over ctx's mesh: a collective of every rank of ctx.world, each passing the

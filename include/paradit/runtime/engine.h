@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,15 @@ struct EngineOptions {
       make_pipeline;
 };
 
+// One rank's device memory.
+struct RankMemory {
+  size_t transformer_weight_bytes = 0;  // its share of the transformer under tensor parallelism
+  size_t weight_bytes = 0;              // every network's weights it holds now
+  // The high-water mark of device memory in use during the last request (weights included), where the backend
+  // can tell (CUDA); none before the first request or on CPU ranks.
+  std::optional<size_t> peak_bytes;
+};
+
 class Engine {
  public:
   // Checks the mesh against the devices, starts the workers, makes each rank's backend, loads the pipeline on
@@ -61,6 +71,8 @@ class Engine {
   virtual FluxResult generate(const FluxRequest& request, const FluxProgressCallback& progress = {}) = 0;
   // Every rank's outcome of the last request: Ok, its own error, or kCancelled by another rank's failure.
   virtual std::vector<Status> last_outcomes() const = 0;
+  // Every rank's device memory, by world rank.
+  virtual std::vector<RankMemory> memory() const = 0;
 };
 
 }  // namespace paradit

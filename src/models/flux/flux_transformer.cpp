@@ -6,6 +6,8 @@
 // projection on the image rows. No host synchronisation between the first upload and the returned tensor.
 // Under sequence parallelism (FluxParallel) the same code runs on this rank's rows of the joint sequence: the
 // buffers are that big, the RoPE tables are those rows', and the attention of every block spans all ranks.
+// Under tensor parallelism (FluxTensorShard) the model holds a share of each block's heads and MLP columns
+// (flux_tensor_parallel.cpp) and the blocks complete their row-parallel GEMMs with one all-reduce per half block.
 #include <array>
 #include <cmath>
 #include <string>
@@ -49,8 +51,8 @@ void require_device_input(Backend& backend, const char* what, const Tensor& t, c
 
 class FluxModel final : public FluxTransformer {
  public:
-  FluxModel(Backend& backend, const FluxConfig& config, FluxWeights weights)
-      : FluxTransformer(config), backend_(backend), w_(std::move(weights)) {}
+  FluxModel(Backend& backend, const FluxConfig& config, const TensorParallelLayout& layout, FluxWeights weights)
+      : FluxTransformer(config, layout.shard), backend_(backend), layout_(layout), w_(std::move(weights)) {}
 
   size_t weight_bytes() const override { return w_.bytes; }
   Tensor forward(const FluxInputs& in) override { return run(in, nullptr, nullptr); }
@@ -67,9 +69,10 @@ class FluxModel final : public FluxTransformer {
       if (tap) tap(name, t);
     };
 
-    Workspace ws(backend_, config_, B, rows.text_count, rows.image_count);
-    ws.parallel = parallel;
+    Workspace ws(backend_, config_, layout_, B, rows.text_count, rows.image_count);
+    if (parallel != nullptr && parallel->parts() > 1) ws.parallel = parallel;
     ws.sequence = dims.T + dims.N;
+    if (shard_.size > 1) ws.tp = parallel->tp;
     // This rank's rows of the joint sequence start at its first text row, or at its first image row (T + …).
     const int64_t first_row = rows.text_count > 0 ? rows.text_start : dims.T + rows.image_start;
     rope_.update(backend_, in.txt_ids, in.img_ids, config_.axes_dims_rope, first_row, ws.T + ws.N);
@@ -103,7 +106,7 @@ class FluxModel final : public FluxTransformer {
 
     // AdaLayerNormContinuous on the image rows; BFL's final modulation is [shift | scale].
     const Tensor mod = ws.begin_block()[1].slice(1, 0, 2 * ws.D);
-    backend_.linear(mod, ws.silu_temb, w_.final_mod.w, w_.final_mod.b, Epilogue::kNone);
+    modulation(backend_, ws, mod, w_.final_mod);
     ws.norm_modulate(backend_, ws.T, ws.N, ws.chunk(mod, 0), ws.chunk(mod, 1));
     report("norm_out_out", ws.img(ws.zn));
     Tensor out = backend_.empty({B, ws.N, config_.out_channels});
@@ -126,9 +129,19 @@ class FluxModel final : public FluxTransformer {
                " N=", N, " T=", T);
     FluxShardRows rows{0, T, 0, N};
     std::string where;
+    const Communicator* tp = parallel != nullptr ? parallel->tp : nullptr;
+    if (shard_.size > 1) {
+      PD_REQUIRE(tp != nullptr && tp->size() == shard_.size && tp->rank() == shard_.rank,
+                 "this FLUX transformer holds tensor-parallel shard ", shard_.rank, " of ", shard_.size,
+                 ": its forward needs the tp group of that size (FluxParallel::tp), where this rank is ", shard_.rank,
+                 tp == nullptr ? std::string("; none was given") : "; got " + tp->describe());
+    } else {
+      PD_REQUIRE(tp == nullptr || tp->size() == 1, "a tp group of ", tp ? tp->size() : 0,
+                 " ranks was given to a FLUX transformer that holds every weight (load it with FluxTensorShard)");
+    }
     if (parallel != nullptr) {
-      PD_REQUIRE(parallel->ulysses != nullptr && parallel->ring != nullptr,
-                 "FLUX sequence-parallel forward needs both the Ulysses and the Ring communicator");
+      PD_REQUIRE((parallel->ulysses != nullptr) == (parallel->ring != nullptr),
+                 "FLUX sequence-parallel forward needs both the Ulysses and the Ring communicator, or neither");
       rows = flux_shard_rows(T, N, parallel->parts(), parallel->part());
       where = detail::concat(" (SP rank ", parallel->part(), " of ", parallel->parts(), " holds text rows [",
                              rows.text_start, ", ", rows.text_start + rows.text_count, ") and image rows [",
@@ -210,13 +223,16 @@ class FluxModel final : public FluxTransformer {
   };
 
   Backend& backend_;
+  TensorParallelLayout layout_;
   FluxWeights w_;
   RopeCache rope_;
 };
 
-std::unique_ptr<FluxTransformer> create(Backend& backend, const FluxConfig& config, const WeightSource& make) {
+std::unique_ptr<FluxTransformer> create(Backend& backend, const FluxConfig& config, FluxTensorShard shard,
+                                        const WeightSource& make) {
   validate_config(config);
-  return std::make_unique<FluxModel>(backend, config, build_weights(config, make));
+  const TensorParallelLayout layout(config, shard);
+  return std::make_unique<FluxModel>(backend, config, layout, build_weights(config, layout, make));
 }
 
 // FNV-1a of a weight's name mixed into the seed: every tensor gets its own stream, whatever the order of
@@ -241,15 +257,21 @@ Tensor forward_with_tap(FluxTransformer& model, const FluxInputs& in, const Flux
 
 }  // namespace flux
 
-std::unique_ptr<FluxTransformer> FluxTransformer::load(Backend& backend, const FluxCheckpoint& checkpoint) {
-  return flux::create(backend, checkpoint.config(), [&](const std::string& name, const Shape&) {
-    return backend.upload(checkpoint.get(name), backend.compute_dtype());
-  });
+std::unique_ptr<FluxTransformer> FluxTransformer::load(Backend& backend, const FluxCheckpoint& checkpoint,
+                                                       FluxTensorShard shard) {
+  return flux::create(backend, checkpoint.config(), shard,
+                      [&](const std::string& name, const Shape&, const flux::WeightSlice& slice) -> Tensor {
+                        if (slice.kind == flux::WeightSlice::Kind::kNone) return {};
+                        return backend.upload(slice.host(checkpoint.get(name)), backend.compute_dtype());
+                      });
 }
 
-std::unique_ptr<FluxTransformer> FluxTransformer::random(Backend& backend, const FluxConfig& config, uint64_t seed) {
+std::unique_ptr<FluxTransformer> FluxTransformer::random(Backend& backend, const FluxConfig& config, uint64_t seed,
+                                                         FluxTensorShard shard) {
   // Weights ~ 1/√fan_in (activations keep their scale through the blocks), biases small, norm scales 1 ± 0.02.
-  return flux::create(backend, config, [&](const std::string& name, const Shape& shape) {
+  return flux::create(backend, config, shard,
+                      [&](const std::string& name, const Shape& shape, const flux::WeightSlice& slice) -> Tensor {
+    if (slice.kind == flux::WeightSlice::Kind::kNone) return {};
     Tensor t = backend.empty(shape);
     const uint64_t s = flux::tensor_seed(seed, name);
     if (flux::ends_with(name, ".scale")) {
@@ -262,7 +284,7 @@ std::unique_ptr<FluxTransformer> FluxTransformer::random(Backend& backend, const
     } else {
       backend.fill_random(t, s, float(1.0 / std::sqrt(double(shape.at(1)))));
     }
-    return t;
+    return slice.device(backend, t);
   });
 }
 

@@ -17,6 +17,7 @@ class Binder {
     PD_CHECK(it != tensors_.end(), "FluxConfig::tensor_shapes() has no tensor ", name);
     return it->second;
   }
+  // The bias is undefined where this rank holds none (a row-parallel linear on tp rank > 0).
   Linear linear(const std::string& prefix) const { return {tensor(prefix + ".weight"), tensor(prefix + ".bias")}; }
   // Rows [start, start + rows) of a fused linear: a contiguous view, so it feeds a GEMM as is.
   Linear rows(const std::string& prefix, int64_t start, int64_t rows) const {
@@ -40,17 +41,24 @@ StreamWeights stream(const Binder& t, const std::string& p, const std::string& s
 
 }  // namespace
 
-FluxWeights build_weights(const FluxConfig& config, const WeightSource& make) {
+FluxWeights build_weights(const FluxConfig& config, const TensorParallelLayout& layout, const WeightSource& make) {
   FluxWeights w;
   std::map<std::string, Tensor> made;
   for (const auto& [name, shape] : config.tensor_shapes()) {
-    Tensor t = make(name, shape);
-    PD_CHECK(t.shape() == shape, name, " is ", t.desc(), ", expected ", shape_str(shape));
-    w.bytes += t.nbytes();
+    const WeightSlice slice = layout.slice(name, shape);
+    Tensor t = make(name, shape, slice);
+    if (slice.kind == WeightSlice::Kind::kNone) {
+      PD_CHECK(!t.defined(), name, " should not be held by tensor-parallel rank ", layout.shard.rank);
+    } else {
+      PD_CHECK(t.shape() == slice.shape(shape), name, " is ", t.desc(), ", expected ",
+               shape_str(slice.shape(shape)));
+      w.bytes += t.nbytes();
+    }
     made.emplace(name, std::move(t));
   }
   const Binder t(std::move(made));
-  const int64_t D = config.hidden();
+  // linear1's rows here: this rank's q; k; v heads, then its MLP columns.
+  const int64_t qkv_rows = 3 * layout.attention(), mlp_rows = layout.mlp;
 
   w.img_in = t.linear("img_in");
   w.txt_in = t.linear("txt_in");
@@ -68,8 +76,8 @@ FluxWeights build_weights(const FluxConfig& config, const WeightSource& make) {
   }
   for (int i = 0; i < config.num_single_layers; ++i) {
     const std::string p = "single_blocks." + std::to_string(i) + ".";
-    w.single_blocks.push_back({t.linear(p + "modulation.lin"), t.rows(p + "linear1", 0, 3 * D),
-                               t.rows(p + "linear1", 3 * D, 4 * D), t.tensor(p + "norm.query_norm.scale"),
+    w.single_blocks.push_back({t.linear(p + "modulation.lin"), t.rows(p + "linear1", 0, qkv_rows),
+                               t.rows(p + "linear1", qkv_rows, mlp_rows), t.tensor(p + "norm.query_norm.scale"),
                                t.tensor(p + "norm.key_norm.scale"), t.linear(p + "linear2")});
   }
   w.final_mod = t.linear("final_layer.adaLN_modulation.1");
