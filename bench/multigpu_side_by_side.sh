@@ -13,7 +13,11 @@
 # reduce-overhead, as xfuser's runner compiles FLUX.1-dev), FORWARD_ITERS (default 5) single transformer forwards
 # timed by xDiT too, PARADIT=0 skips paradit's runs. BUDGET_S (default 540): a run that would start past it is
 # skipped and the table printed with what finished; RUN_TIMEOUT_S (default 300) caps any one run. Eager xDiT runs
-# all go before compiled ones, so a tight budget loses compile rows first. The JSON lines go to $OUT (or /tmp).
+# all go before compiled ones, so a tight budget loses compile rows first. The JSON rows, each with its run's
+# name, go to $OUT/multigpu_side_by_side.jsonl (or /tmp).
+# Within one 10-minute call (estimates, not yet measured: each xDiT run spends ~30 s importing and making weights):
+#   XDIT_MODES=eager bench/multigpu_side_by_side.sh .devrun 2 1024 28 2              # paradit + xDiT eager
+#   PARADIT=0 XDIT_MODES=compile BUDGET_S=570 bench/multigpu_side_by_side.sh .devrun 2 1024 28 2
 set -uo pipefail
 BUILD=${1:?build dir}
 NGPU=${2:-2}
@@ -21,7 +25,7 @@ SIZES=${3:-1024}
 STEPS=${4:-28}
 ITERS=${5:-2}
 HERE=$(cd "$(dirname "$0")" && pwd)
-RES=${OUT:-/tmp}/multigpu_side_by_side
+RES=/tmp/multigpu_side_by_side  # one file per run; all rows end up in one file under $OUT (few files come back)
 mkdir -p "$RES" && rm -f "$RES"/*.jsonl
 BUDGET_S=${BUDGET_S:-540}
 deadline=$((SECONDS + BUDGET_S))
@@ -50,7 +54,8 @@ run() {
 
 if [[ ${PARADIT:-1} != 0 ]]; then
   for size in $SIZES; do
-    common=("$BUILD/paradit" bench pipeline --device cuda --size "$size" --steps "$STEPS" --iters "$ITERS" --warmup 1 --json)
+    common=("$BUILD/paradit" bench pipeline --device cuda --size "$size" --steps "$STEPS" --iters "$ITERS"
+            --warmup 1 --json)
     run "paradit_1gpu_$size" "${common[@]}"
     run "paradit_1gpucfg_$size" "${common[@]}" --true-cfg
     for m in "${meshes[@]}"; do
@@ -74,14 +79,17 @@ for mode in ${XDIT_MODES:-eager compile}; do
   done
 done
 
-python3 - "$RES" "$NGPU" "$SIZES" <<'PY'
+python3 - "$RES" "$NGPU" "$SIZES" "${OUT:-/tmp}/multigpu_side_by_side.jsonl" <<'PY'
 import glob, json, os, sys
-res, ngpu, sizes = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
+res, ngpu, sizes, out = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4]
 rows = {}
-for path in glob.glob(f"{res}/*.jsonl"):
+for path in sorted(glob.glob(f"{res}/*.jsonl")):
     for line in open(path):
         if line.startswith("{"):
-            rows[os.path.basename(path)[:-len(".jsonl")]] = json.loads(line)
+            name = os.path.basename(path)[:-len(".jsonl")]
+            rows[name] = dict(json.loads(line), run=name)
+with open(out, "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in rows.values())
 def cell(r, key="total_s"):
     return f"{r[key]:.2f}" if r and r.get(key) is not None else "-"
 def both(r):
@@ -92,7 +100,8 @@ card = next((r.get("gpu") or r.get("device") for r in rows.values()), "?")
 any_row = next(iter(rows.values()), {})
 print(f"\n{card} x{ngpu}; {any_row.get('steps', '?')} steps; median of {any_row.get('iters', '?')} runs after 1 "
       "warm-up; seconds per image, total (denoise). Ratios: xDiT / paradit, total (denoise). cfg rows: true CFG; "
-      f"paradit splits the two passes over two halves of the GPUs, xDiT runs them one after the other on ulysses {ngpu}")
+      "paradit splits the two passes over two halves of the GPUs, xDiT runs them one after the other on "
+      f"ulysses {ngpu}")
 print("| size | mesh | paradit 1 GPU | paradit | scaling | xDiT eager | xDiT compile | eager/paradit | "
       "compile/paradit | xDiT forward ms eager, compile |")
 print("|---|---|---|---|---|---|---|---|---|---|")

@@ -17,7 +17,7 @@ constexpr double kTol = 1e-5;  // parallel vs serial in fp32 (DESIGN.md)
 struct Case {
   int ulysses, ring;
   int64_t batch, length, heads, head_dim;
-  bool packed_qkv;  // q, k, v as strided views of one [B, S, 3, H, d] buffer, as the model's QKV linear gives
+  bool packed_qkv;  // q, k, v side by side in one [B, S, 3, H, d] buffer (the packed overload)
 };
 
 std::string name(const Case& c) {
@@ -46,9 +46,9 @@ void check_case(const Case& c) {
     const int s = g.sp->rank();
     const int64_t n = shard.count(s), start = shard.start(s);
     const Shape local = {c.batch, n, c.heads, c.head_dim};
-    Tensor ql, kl, vl;
+    Tensor qkv, ql, kl, vl;
     if (c.packed_qkv) {
-      const Tensor qkv = be->empty({c.batch, n, 3, c.heads, c.head_dim});
+      qkv = be->empty({c.batch, n, 3, c.heads, c.head_dim});
       ql = qkv.select(2, 0), kl = qkv.select(2, 1), vl = qkv.select(2, 2);
     } else {
       ql = be->empty(local), kl = be->empty(local), vl = be->empty(local);
@@ -57,7 +57,10 @@ void check_case(const Case& c) {
     be->copy(kl, k.slice(1, start, n));
     be->copy(vl, v.slice(1, start, n));
     const Tensor out = test::poisoned_host(local), lse = test::poisoned_host({c.batch, c.heads, n});
-    usp_attention(*be, *g.ulysses, *g.ring, shard, out, lse, ql, kl, vl, scale);
+    if (c.packed_qkv)
+      usp_attention(*be, *g.ulysses, *g.ring, shard, out, lse, qkv, scale);  // one all-to-all for q, k, v
+    else
+      usp_attention(*be, *g.ulysses, *g.ring, shard, out, lse, ql, kl, vl, scale);
     // Each rank writes its own token range of the gathered result.
     be->copy(got.slice(1, start, n), out);
     be->copy(got_lse.slice(2, start, n), lse);
@@ -72,7 +75,7 @@ TEST(UspAttention, EveryUlyssesRingSplitMatchesSerial) {
   for (int u = 1; u <= 8; ++u)
     for (int r = 1; u * r <= 8; ++r)
       for (int64_t length : {24, 29})
-        for (int64_t heads : {3, 4}) check_case({u, r, 1, length, heads, 16, false});
+        for (int64_t heads : {3, 4}) check_case({u, r, 1, length, heads, 16, length == 29});
 }
 
 TEST(UspAttention, BatchAndStridedPackedQkv) {
@@ -86,6 +89,7 @@ TEST(UspAttention, MoreUlyssesRanksThanHeads) {
   // Ranks 2 and 3 of each Ulysses group hold no head; they still relay tokens.
   check_case({4, 2, 1, 29, 2, 16, false});
   check_case({8, 1, 1, 24, 3, 16, false});
+  check_case({4, 2, 1, 29, 2, 16, true});
 }
 
 TEST(UspAttention, FewerTokensThanRanks) {
@@ -93,6 +97,8 @@ TEST(UspAttention, FewerTokensThanRanks) {
   check_case({2, 4, 1, 5, 3, 16, false});
   check_case({1, 8, 1, 6, 2, 16, false});
   check_case({8, 1, 1, 3, 4, 16, false});
+  check_case({2, 4, 1, 5, 3, 16, true});
+  check_case({8, 1, 1, 3, 4, 16, true});
 }
 
 TEST(UspAttention, RefusesAShardThatDoesNotMatchTheGroup) {

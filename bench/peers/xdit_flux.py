@@ -75,7 +75,8 @@ def xfuser_on_cpu():
     import types
     real = torch.cuda.is_available, torch.cuda.current_device, torch.cuda.get_device_properties
     torch.cuda.is_available, torch.cuda.current_device = (lambda: True), (lambda: 0)
-    torch.cuda.get_device_properties = lambda *_: types.SimpleNamespace(gcnArchName="", major=9, minor=0, name="cpu")
+    no_gpu = types.SimpleNamespace(gcnArchName="", major=9, minor=0, name="cpu")
+    torch.cuda.get_device_properties = lambda *_: no_gpu
     try:
         import xfuser  # noqa: F401  (its package check runs now)
         import xfuser.model_executor.layers.usp  # noqa: F401  (takes yunchang's process groups "on CUDA" only)

@@ -19,14 +19,18 @@ struct BlockLayout {
   int64_t count(int u) const { return shard.count(ring * U + u); }
 };
 
-// x [B, S_me, H, d] → [B, block length, my heads, d]: Ulysses rank p gets its heads of my tokens.
+// x [B, S_me, H, d] → [B, block length, my heads, d]: Ulysses rank p gets its heads of my tokens. Also for
+// x [B, S_me, 3, H, d] (q, k, v together) → [B, block length, 3, my heads, d]: the heads are dimension -2.
 Tensor ulysses_scatter_heads(Backend& be, Communicator& ulysses, const BlockLayout& blk, const SequenceShard& heads,
                              const Tensor& x) {
   const int U = ulysses.size(), u = ulysses.rank();
-  Tensor y = be.empty({x.size(0), blk.length(), heads.count(u), x.size(3)}, x.dtype());
+  Shape shape = x.shape();
+  shape[1] = blk.length();
+  shape[x.dim() - 2] = heads.count(u);
+  Tensor y = be.empty(shape, x.dtype());
   std::vector<Tensor> send(U), recv(U);
   for (int p = 0; p < U; ++p) {
-    send[p] = x.slice(2, heads.start(p), heads.count(p));
+    send[p] = x.slice(-2, heads.start(p), heads.count(p));
     recv[p] = y.slice(1, blk.offset(p), blk.count(p));
   }
   ulysses.all_to_all_v(recv, send);
@@ -46,7 +50,52 @@ void ulysses_gather_heads(Communicator& ulysses, const BlockLayout& blk, const S
   ulysses.all_to_all_v(recv, send);
 }
 
+// With this rank's heads of its ring block's tokens in qb, kb, vb [B, block, my heads, d] (after the Ulysses
+// scatter): Ring attention over the blocks, then the inverse all-to-all into out (and lse) for this rank's tokens.
+void run_block_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
+                         const Tensor& out, const Tensor& lse, const Tensor& qb, const Tensor& kb, const Tensor& vb,
+                         float scale) {
+  const int U = ulysses.size(), R = ring.size();
+  std::vector<int64_t> kv_lengths(R);
+  for (int j = 0; j < R; ++j) kv_lengths[j] = BlockLayout{shard, U, j}.length();
+  const BlockLayout blk{shard, U, ring.rank()};
+  const SequenceShard heads(out.size(2), U);
+  const Tensor ob = be.empty(qb.shape(), out.dtype());
+  const Tensor lb = lse.defined() ? be.empty({qb.size(0), qb.size(2), blk.length()}, DType::kF32) : Tensor();
+  ring_attention(be, ring, kv_lengths, ob, lb, qb, kb, vb, scale);
+  ulysses_gather_heads(ulysses, blk, heads, out, ob, 1, 2);
+  if (lse.defined()) ulysses_gather_heads(ulysses, blk, heads, lse, lb, 2, 1);
+}
+
 }  // namespace
+
+void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
+                   const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale) {
+  PD_REQUIRE(qkv.defined() && qkv.dim() == 5 && qkv.size(2) == 3, "usp_attention: qkv must be [B, S, 3, H, d], got ",
+             qkv.defined() ? qkv.desc() : std::string("an undefined tensor"));
+  const int U = ulysses.size(), R = ring.size();
+  if (U == 1) {  // Ring alone moves k and v as they are
+    usp_attention(be, ulysses, ring, shard, out, lse, qkv.select(2, 0), qkv.select(2, 1), qkv.select(2, 2), scale);
+    return;
+  }
+  // The checks of the general form, then one all-to-all for q, k and v: each rank's heads of every token, packed
+  // [B, S, 3, heads, d] per peer, landing in rows of one [B, block, 3, my heads, d] buffer.
+  PD_REQUIRE(shard.parts() == U * R, "usp_attention: the sequence is cut in ", shard.parts(),
+             " parts but the SP group is ulysses ", U, " × ring ", R);
+  const int s = ulysses.rank() + U * ring.rank();
+  const int64_t B = qkv.size(0), H = qkv.size(3), S = shard.count(s);
+  const Shape local = {B, S, H, qkv.size(4)};
+  PD_REQUIRE(qkv.size(1) == S && out.shape() == local, "usp_attention: SP rank ", s, " holds ", S,
+             " tokens, so qkv must be [B, ", S, ", 3, H, d] and out ", shape_str(local), ", got ", qkv.desc(), " and ",
+             out.desc());
+  PD_REQUIRE(!lse.defined() || (lse.dtype() == DType::kF32 && lse.shape() == Shape{B, H, S}),
+             "usp_attention: lse must be f32", shape_str({B, H, S}), ", got ", lse.desc());
+  const BlockLayout blk{shard, U, ring.rank()};
+  const SequenceShard heads(qkv.size(3), U);
+  const Tensor qkv_blk = ulysses_scatter_heads(be, ulysses, blk, heads, qkv);
+  run_block_attention(be, ulysses, ring, shard, out, lse, qkv_blk.select(2, 0), qkv_blk.select(2, 1),
+                      qkv_blk.select(2, 2), scale);
+}
 
 void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
                    const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -77,11 +126,7 @@ void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const
   const Tensor qb = ulysses_scatter_heads(be, ulysses, blk, heads, q);
   const Tensor kb = ulysses_scatter_heads(be, ulysses, blk, heads, k);
   const Tensor vb = ulysses_scatter_heads(be, ulysses, blk, heads, v);
-  const Tensor ob = be.empty(qb.shape(), out.dtype());
-  const Tensor lb = lse.defined() ? be.empty({B, qb.size(2), blk.length()}, DType::kF32) : Tensor();
-  ring_attention(be, ring, kv_lengths, ob, lb, qb, kb, vb, scale);
-  ulysses_gather_heads(ulysses, blk, heads, out, ob, 1, 2);
-  if (lse.defined()) ulysses_gather_heads(ulysses, blk, heads, lse, lb, 2, 1);
+  run_block_attention(be, ulysses, ring, shard, out, lse, qb, kb, vb, scale);
 }
 
 }  // namespace paradit

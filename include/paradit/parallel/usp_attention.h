@@ -21,4 +21,9 @@ void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const
                    const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                    float scale);
 
+// The same with q, k and v side by side, qkv [B, shard.count(s), 3, H, d] (a fused QKV projection's output):
+// Ulysses then moves all three in one all-to-all instead of three.
+void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
+                   const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale);
+
 }  // namespace paradit

@@ -132,8 +132,10 @@ void joint_attention(Backend& backend, const Workspace& ws) {
   if (ws.parallel == nullptr) {
     backend.attention(out, Tensor(), q, k, v, scale);
   } else {
+    // q, k and v side by side ([B, rows, 3, H, d]): Ulysses moves them in one all-to-all.
+    const Tensor qkv = ws.qkv.unflatten(2, 3, ws.A).unflatten(3, ws.H, ws.d);
     usp_attention(backend, *ws.parallel->ulysses, *ws.parallel->ring,
-                  SequenceShard(ws.sequence, ws.parallel->parts()), out, Tensor(), q, k, v, scale);
+                  SequenceShard(ws.sequence, ws.parallel->parts()), out, Tensor(), qkv, scale);
   }
 }
 
