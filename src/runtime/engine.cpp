@@ -119,7 +119,6 @@ class EngineImpl final : public Engine {
       }
       const RankContext ctx{mesh_, r, rank.world.get(), rank.groups.get()};
       parts[size_t(r)] = rank.pipeline->generate_rank(request, ctx, serialized);
-      rank.world->wait_all();  // a transfer that failed after the rank's last use of it fails the request
     });
     const Status failure = run_failure(outcomes_, mesh_);
     if (!failure.ok()) {
