@@ -25,6 +25,12 @@ struct DenoiseGroups {
   const FluxParallel* sp = nullptr;  // sequence parallel: this rank holds `rows` of the joint sequence
   FluxShardRows rows;
   Communicator* cfg = nullptr;  // CFG parallel: cfg rank 0 runs the positive branch, cfg rank 1 the negative
+  // Patch parallel: the sequence-parallel group (ranks numbered as sp's parts) runs with stale remote K/V.
+  Communicator* patch = nullptr;
+  // PipeFusion: the stage ring (this rank's stage = pp->rank()), and the sequence-parallel group within a stage
+  // (null alone).
+  Communicator* pp = nullptr;
+  Communicator* stage_sp = nullptr;
 };
 
 class Pipeline final : public FluxPipeline {
@@ -69,6 +75,11 @@ class Pipeline final : public FluxPipeline {
   void denoise_rows(const Tensor& x, int64_t width, int64_t height, int steps, float guidance,
                     const FluxPromptEmbeds& positive, const FluxPromptEmbeds* negative, float true_cfg_scale,
                     const DenoiseGroups& groups, const FluxProgressCallback& progress);
+  // PipeFusion's loop (flux_pipeline_pipefusion.cpp) on the whole image's latents x, device f32 [1, N, 64]: a
+  // collective of the stage ring groups.pp; x is final on stage 0 only.
+  void denoise_pipefusion(const Tensor& x, int64_t width, int64_t height, int steps, float guidance,
+                          const FluxPromptEmbeds& positive, const FluxPromptEmbeds* negative, float true_cfg_scale,
+                          const DenoiseGroups& groups, const FluxProgressCallback& progress);
 
   Backend& backend_;
   ResolvedSources sources_;

@@ -10,6 +10,9 @@
 // - CFG: with C = 2, cfg rank 0 runs the positive branch and cfg rank 1 the negative; they swap velocities
 //   every step and take the same step.
 // - Decoding: each image's rows are gathered once over the SP group; SP rank 0 of cfg rank 0 decodes it.
+// - PipeFusion (pp > 1): the stages of one SP coordinate form a ring; stage 0 keeps the whole image's latents
+//   (flux_pipeline_pipefusion.cpp) and its SP rank 0 of cfg rank 0 decodes.
+// - Patch parallel: as sequence parallel, but the SP group attends with stale remote K/V (PatchParallelKv).
 #include <algorithm>
 #include <chrono>
 
@@ -63,11 +66,19 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
   const int64_t T = r.max_sequence_length;
   const int64_t N = flux_packed_latent_shape(1, req.height, req.width)[1];
   FluxParallel sp{g.ulysses.get(), g.ring.get()};
+  const bool pipefusion = ctx.mesh.degree(MeshDim::kPp) > 1;
+  const FluxStaleOptions& stale = options_.stale;
+  PD_REQUIRE(!(pipefusion && stale.patch_parallel), "PipeFusion and patch parallel cannot be combined");
   DenoiseGroups groups;
-  groups.rows = flux_shard_rows(T, N, sp.parts(), sp.part());
-  if (sp.parts() > 1) groups.sp = &sp;
+  groups.rows = pipefusion ? flux_shard_rows(T, N, 1, 0) : flux_shard_rows(T, N, sp.parts(), sp.part());
+  if (sp.parts() > 1) {
+    if (pipefusion) groups.stage_sp = g.sp.get();
+    else if (stale.patch_parallel) groups.patch = g.sp.get();
+    groups.sp = &sp;
+  }
+  if (pipefusion) groups.pp = g.pp.get();
   if (cfg_parallel) groups.cfg = g.cfg.get();
-  const bool decodes = sp.part() == 0 && ctx.coord(MeshDim::kCfg) == 0;
+  const bool decodes = sp.part() == 0 && ctx.coord(MeshDim::kCfg) == 0 && ctx.coord(MeshDim::kPp) == 0;
   const int64_t channels = kFluxLatentChannels * kFluxPatch * kFluxPatch;
 
   const SequenceShard images(req.batch_count, ctx.mesh.degree(MeshDim::kDp));
@@ -89,12 +100,16 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
         r.timings.step_s.push_back(p.step_seconds);
         if (progress) progress({i, req.batch_count, p.step, p.steps, p.step_seconds});
       };
-    denoise_rows(x, req.width, req.height, r.steps, req.guidance, positive, cfg ? &negative : nullptr,
-                 req.true_cfg_scale, groups, report);
+    if (pipefusion)
+      denoise_pipefusion(x, req.width, req.height, r.steps, req.guidance, positive, cfg ? &negative : nullptr,
+                         req.true_cfg_scale, groups, report);
+    else
+      denoise_rows(x, req.width, req.height, r.steps, req.guidance, positive, cfg ? &negative : nullptr,
+                   req.true_cfg_scale, groups, report);
 
-    // The one gather of the image: every SP rank's rows into the whole latents.
+    // The one gather of the image: every SP rank's rows into the whole latents (PipeFusion's stage 0 has them).
     Tensor whole = x;
-    if (sp.parts() > 1) {
+    if (sp.parts() > 1 && !pipefusion) {
       whole = backend_.empty({1, N, channels}, DType::kF32);
       std::vector<Tensor> pieces(sp.parts());
       for (int p = 0; p < sp.parts(); ++p) {

@@ -25,6 +25,7 @@
 #include "paradit/backend/backend.h"
 #include "paradit/io/flux_checkpoint.h"
 #include "paradit/models/clip_text.h"
+#include "paradit/models/flux_transformer.h"
 #include "paradit/models/t5_encoder.h"
 #include "paradit/models/vae.h"
 #include "paradit/parallel/rank_context.h"
@@ -70,6 +71,16 @@ struct FluxNetworkConfigs {
   VaeConfig vae = VaeConfig::flux();
 };
 
+// The methods that keep K/V across steps (PipeFusion over the mesh's pp dimension, patch parallel over its
+// sequence-parallel group): approximate unless every step is a warm-up step. runtime/engine.h fills these in for
+// every rank.
+struct FluxStaleOptions {
+  FluxBlockRange blocks;        // the transformer blocks this rank holds (its PipeFusion stage); default all
+  int patches = 0;              // PipeFusion: image bands (uneven allowed, at most the image's tokens); 0: pp degree
+  int warmup_steps = 1;         // the first steps run synchronously over the whole sequence: exact
+  bool patch_parallel = false;  // the sequence-parallel group runs patch parallel (stale remote K/V), not USP
+};
+
 struct FluxPipelineOptions {
   // Frees the text encoders' weights once a request's prompts are encoded (reloaded when the next one needs
   // them): FLUX.1's T5-XXL is 9.5 GB in bf16, memory the transformer can use.
@@ -80,6 +91,7 @@ struct FluxPipelineOptions {
   // and broadcasts the embeddings): their text encoders are loaded only if they are ever asked to encode, which
   // saves FLUX.1's 10 GB of T5-XXL and CLIP on every other device, and their load is logged at debug level.
   bool encodes_prompts = true;
+  FluxStaleOptions stale;
 };
 
 // One generation request (FluxPipeline.__call__'s arguments that matter here).

@@ -37,13 +37,15 @@ void qk_norm_rope(Backend& backend, const Workspace& ws, int64_t start, int64_t 
 }
 
 // Joint attention over every row of the sequence, into columns [0, D) of cat: the local rows of qkv alone on
-// one rank, all ranks' rows through usp_attention under sequence parallelism.
+// one rank, all ranks' rows through usp_attention under sequence parallelism, kept K/V through ws.kv.
 void joint_attention(Backend& backend, const Workspace& ws) {
   const auto heads = [&](const Tensor& t) { return t.unflatten(2, ws.H, ws.d); };
   const Tensor out = heads(ws.chunk(ws.cat, 0));
   const Tensor q = heads(ws.chunk(ws.qkv, 0)), k = heads(ws.chunk(ws.qkv, 1)), v = heads(ws.chunk(ws.qkv, 2));
   const float scale = float(1.0 / std::sqrt(double(ws.d)));
-  if (ws.parallel == nullptr) {
+  if (ws.kv != nullptr) {
+    ws.kv->attend(backend, ws.layer, out, q, k, v, scale);
+  } else if (ws.parallel == nullptr) {
     backend.attention(out, Tensor(), q, k, v, scale);
   } else {
     usp_attention(backend, *ws.parallel->ulysses, *ws.parallel->ring,

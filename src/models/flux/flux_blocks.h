@@ -30,6 +30,10 @@ struct Workspace {
   // whole joint sequence.
   const FluxParallel* parallel = nullptr;
   int64_t sequence = 0;
+  // Stale-K/V attention (PipeFusion, patch parallel): when set, every block's attention goes through it, told
+  // the block's index.
+  FluxKvAttention* kv = nullptr;
+  int layer = 0;
 
   // Rows [start, start + length) of a [B, T+N, ·] buffer.
   static Tensor rows(const Tensor& t, int64_t start, int64_t length) { return t.slice(1, start, length); }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "paradit/io/flux_checkpoint.h"
+#include "paradit/models/flux_transformer.h"
 
 namespace paradit::flux {
 
@@ -52,7 +53,11 @@ struct FluxWeights {
 // Makes the device tensor of one weight (uploaded or random), given its internal name and shape.
 using WeightSource = std::function<Tensor(const std::string& name, const Shape& shape)>;
 
-// Calls make once for every tensor of config.tensor_shapes() and binds the results.
-FluxWeights build_weights(const FluxConfig& config, const WeightSource& make);
+// Calls make once for every tensor of config.tensor_shapes() but those of blocks outside `blocks`, and binds the
+// results. The blocks outside the range stay empty (a PipeFusion stage holds only its own).
+FluxWeights build_weights(const FluxConfig& config, const WeightSource& make, FluxBlockRange blocks = {});
+
+// The block index (FluxBlockRange numbering) a tensor name belongs to, or −1 for the embedders and final layer.
+int block_of_tensor(const FluxConfig& config, const std::string& name);
 
 }  // namespace paradit::flux
