@@ -16,6 +16,7 @@ struct GenerateReport {
   const FluxResult* result = nullptr;
   std::vector<std::string> outputs;
   double load_s = 0, write_s = 0, total_s = 0;
+  std::string approximate;  // why the image is not the exact one (stale K/V), or empty
 };
 
 // `output` itself for one image; for several, numbered before the extension: out.png → out_1.png … out_N.png
