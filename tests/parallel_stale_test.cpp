@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "failing_backend.h"
+#include "paradit/comm/in_process.h"
 #include "paradit/parallel/pipefusion_schedule.h"
 #include "paradit/pipeline/flux_pipeline.h"
 #include "paradit/runtime/engine.h"
@@ -248,6 +249,27 @@ TEST(PipeFusionStages, BalancedAndExplicitSplits) {
   EXPECT_EQ(explicit_stages({10, 30}, 57, 3), (std::vector<int>{0, 10, 30, 57}));
   EXPECT_THROW(explicit_stages({30, 10}, 57, 3), Error);
   EXPECT_THROW(explicit_stages({10}, 57, 3), Error);
+}
+
+// PipeFusion's transfers are ring-shift batches (send to the next stage, receive from the one before, posted as
+// one unit). xDiT's deadlocked above 64 MiB with sends and receives on one stream (#310): here a 3-rank ring
+// shifts 68 MiB per rank, twice.
+TEST(StaleParallel, MessagesAbove64MiBPassTheRing) {
+  constexpr int64_t kFloats = 17 << 20;  // 68 MiB
+  InProcessGroup group(3);
+  const auto outcomes = run_ranks(group, [&](Communicator& ring) {
+    const int r = ring.rank(), n = ring.size();
+    Tensor send = Tensor::empty({kFloats}, DType::kF32, cpu_allocator());
+    Tensor recv = test::poisoned_host({kFloats});
+    for (int round = 0; round < 2; ++round) {
+      std::fill_n(send.data_as<float>(), kFloats, float(r + 10 * round));
+      ring.start({P2POp::send(send, (r + 1) % n), P2POp::recv(recv, (r + n - 1) % n)})->wait();
+      const float want = float((r + n - 1) % n + 10 * round);
+      const float* p = recv.data_as<float>();
+      PD_CHECK(p[0] == want && p[kFloats / 2] == want && p[kFloats - 1] == want, "rank ", r, " got ", p[0]);
+    }
+  });
+  EXPECT_TRUE(first_failure(outcomes).ok()) << first_failure(outcomes).to_string();
 }
 
 }  // namespace
