@@ -9,13 +9,13 @@
 #include "pipeline/flux_pipeline_impl.h"
 
 namespace paradit::flux_pipeline {
-namespace {
-
 Tensor zero_text_ids(int64_t tokens) {
   Tensor ids = Tensor::empty({tokens, 3}, DType::kF32, cpu_allocator());
   std::fill_n(ids.data_as<float>(), tokens * 3, 0.0f);
   return ids;
 }
+
+namespace {
 
 void require_embeds(const FluxPromptEmbeds& e, const char* which) {
   PD_REQUIRE(e.prompt_embeds.defined() && e.pooled.defined(), "denoise: the ", which,

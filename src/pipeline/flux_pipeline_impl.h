@@ -101,6 +101,9 @@ class Pipeline final : public FluxPipeline {
 // Throws unless the transformer takes and gives FLUX.1 text-to-image latents (64 channels: 16 packed 2x2).
 void check_text_to_image(const FluxConfig& config, const std::string& source);
 
+// FLUX.1's text position ids: host f32 [tokens, 3] of zeros.
+Tensor zero_text_ids(int64_t tokens);
+
 // Seconds since `start` on the steady clock.
 double seconds_since(const std::chrono::steady_clock::time_point& start);
 

@@ -46,12 +46,6 @@ Tensor stack_branches(Backend& be, const Tensor& pos, const Tensor& neg) {
   return both;
 }
 
-Tensor host_ids(int64_t tokens) {
-  Tensor ids = Tensor::empty({tokens, 3}, DType::kF32, cpu_allocator());
-  std::fill_n(ids.data_as<float>(), tokens * 3, 0.0f);
-  return ids;
-}
-
 }  // namespace
 
 void Pipeline::denoise_pipefusion(const Tensor& x, int64_t width, int64_t height, int steps, float guidance,
@@ -94,7 +88,7 @@ void Pipeline::denoise_pipefusion(const Tensor& x, int64_t width, int64_t height
   const Tensor text = batched_cfg ? stack_branches(backend_, positive.prompt_embeds, negative->prompt_embeds)
                                   : branch.prompt_embeds;
   const Tensor pooled = batched_cfg ? stack_branches(backend_, positive.pooled, negative->pooled) : branch.pooled;
-  const Tensor img_ids = image_ids(h, w), txt_ids = host_ids(T);
+  const Tensor img_ids = image_ids(h, w), txt_ids = zero_text_ids(T);
   PipeFusionKv kv(groups.stage_sp);
   const int sp_parts = groups.stage_sp ? groups.stage_sp->size() : 1;
 
