@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On a machine with 2+ GPUs: the embedded tiny pipeline on 1 GPU and on 2 GPUs (Ulysses, Ring, CFG parallel)
+# On a machine with 2+ GPUs: the embedded tiny pipeline on 1 GPU and on 2 GPUs (Ulysses, Ring, CFG parallel, TP)
 # through NCCL, and the largest pixel difference of each multi-GPU image against its 1-GPU twin.
 set -uo pipefail
 P=${1:-.devrun/paradit}
@@ -12,6 +12,8 @@ run one_cfg "${cfg[@]}"
 run ulysses2 --ulysses 2
 run ring2 --ring 2
 run cfgpar2 --cfg-parallel "${cfg[@]}"
+run tp2 --tp 2
+timeout 120 "$P" generate "${common[@]}" --tp 2 --json -o "$O/tp2_json.png" | python3 -c 'import sys, json; print("tp2 memory per rank:", json.load(sys.stdin)["memory"])' || echo "tp2 --json failed"
 python3 - "$O" <<'PY'
 import sys, numpy as np
 from PIL import Image
@@ -19,7 +21,7 @@ o = sys.argv[1]
 def img(n):
     try: return np.asarray(Image.open(f"{o}/{n}.png"), dtype=np.int16)
     except Exception as e: return None
-for n, ref in (("ulysses2", "one"), ("ring2", "one"), ("cfgpar2", "one_cfg")):
+for n, ref in (("ulysses2", "one"), ("ring2", "one"), ("cfgpar2", "one_cfg"), ("tp2", "one")):
     a, b = img(n), img(ref)
     print(f"{n:10s} vs {ref:8s}:", "missing" if a is None or b is None else f"max |diff| {int(np.abs(a-b).max())}/255, mean {np.abs(a-b).mean():.3f}")
 PY

@@ -104,6 +104,8 @@ TEST_F(CliTest, BatchIsNumberedAndJsonSummarises) {
   for (const char* stage : {"load_s", "encode_s", "denoise_s", "decode_s", "write_s", "total_s"})
     EXPECT_TRUE(j["timings"][stage].is_number()) << stage;
   EXPECT_EQ(j["timings"]["step_s"].size(), 4u);
+  ASSERT_EQ(j["memory"].size(), 1u);
+  EXPECT_GT(j["memory"][0]["transformer_weight_bytes"].get<int64_t>(), 0);
   for (int i = 1; i <= 2; ++i) {
     const PngImage png = read_png(path("img_" + std::to_string(i) + ".png"));
     EXPECT_EQ(png.width, 32);
@@ -113,6 +115,27 @@ TEST_F(CliTest, BatchIsNumberedAndJsonSummarises) {
     EXPECT_TRUE(contains(params, "CFG scale: 2.5")) << params;
     EXPECT_TRUE(contains(params, "Seed: " + std::to_string(6 + i))) << params;
   }
+}
+
+TEST_F(CliTest, TensorParallelReportsMemoryPerRank) {
+  const CliRun one = generate({"-p", "a boat", "-W", "32", "-H", "32", "--steps", "1", "--device", "cpu",
+                               "-o", "one.png", "--json"});
+  const CliRun tp = generate({"-p", "a boat", "-W", "32", "-H", "32", "--steps", "1", "--device", "cpu", "--tp",
+                              "2", "--threads-per-rank", "1", "-o", "tp.png", "--json"});
+  ASSERT_TRUE(one.exited && one.rc == 0) << one.err;
+  ASSERT_TRUE(tp.exited && tp.rc == 0) << tp.err;
+  const nlohmann::json a = nlohmann::json::parse(one.out), b = nlohmann::json::parse(tp.out);
+  EXPECT_TRUE(contains(b["device"].get<std::string>(), "--tp 2")) << b["device"];
+  ASSERT_EQ(b["memory"].size(), 2u);
+  const int64_t whole = a["memory"][0]["transformer_weight_bytes"].get<int64_t>();
+  for (const auto& m : b["memory"]) {
+    EXPECT_LT(m["transformer_weight_bytes"].get<int64_t>(), whole) << m;
+    EXPECT_TRUE(m["peak_bytes"].is_null()) << m;  // CPU ranks cannot tell
+  }
+  // The same image (1/255) as one device.
+  const auto x = read_png(path("one.png")).rgb, y = read_png(path("tp.png")).rgb;
+  ASSERT_EQ(x.size(), y.size());
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_LE(std::abs(int(x[i]) - int(y[i])), 1) << i;
 }
 
 TEST_F(CliTest, SameSeedSameImage) {
@@ -165,7 +188,7 @@ TEST_F(CliTest, HelpListsTheOptions) {
   for (const char* flag : {"--prompt", "--negative-prompt", "--cfg-scale", "--guidance", "--steps", "--seed", "--width",
                            "--height", "--batch-count", "--max-sequence-length", "--output", "--model",
                            "--diffusion-model", "--vae", "--clip_l", "--t5xxl", "--clip-tokenizer", "--t5-tokenizer",
-                           "--init-latents", "--config-dir", "--device", "--dtype", "--quiet", "--json"})
+                           "--init-latents", "--config-dir", "--device", "--dtype", "--quiet", "--json", "--tp"})
     EXPECT_TRUE(contains(r.out, flag)) << flag;
 }
 

@@ -317,6 +317,32 @@ TEST_P(CpuOps, LayerNormModulate) {
   EXPECT_LE(test::rel_l2(x, want), kTol);
 }
 
+// The residual update and the LayerNorm after it, fused: z is updated in place, y gets the normalised new z.
+TEST_P(CpuOps, GatedAddLayerNormModulate) {
+  for (int64_t D : {77, 3072}) {
+    const int64_t B = 2, S = D == 3072 ? 3 : 15;
+    const Tensor zbuf = test::random_host({B, S + 4, D}, 60 + D, 2.0f);
+    const Tensor z = zbuf.slice(1, 2, S);
+    const Tensor delta = test::random_host({B, S, D}, 61 + D);
+    const Tensor mod = test::random_host({B, 6 * D}, 62 + D, 0.5f);
+    const Tensor gate = mod.slice(1, 5 * D, D), shift = mod.slice(1, 3 * D, D), scale = mod.slice(1, 4 * D, D);
+    const Tensor z_want = test::ref::gated_add(z, delta, gate);
+    const Tensor y_want = test::ref::layer_norm_modulate(z_want, shift, scale, 1e-6f);
+    Tensor y = test::poisoned_host({B, S, D});
+    be->gated_add_layer_norm_modulate(y, z, delta, gate, shift, scale, 1e-6f);
+    EXPECT_LE(test::rel_l2(z, z_want), kTol) << D;
+    EXPECT_LE(test::rel_l2(y, y_want), kTol) << D;
+  }
+  // A bad shift is refused before z is touched.
+  const Tensor z = test::random_host({1, 4, 8}, 70);
+  const Tensor before = test::random_host({1, 4, 8}, 70);
+  EXPECT_THROW(be->gated_add_layer_norm_modulate(test::poisoned_host({1, 4, 8}), z, test::random_host({1, 4, 8}, 71),
+                                                 test::random_host({1, 8}, 72), test::random_host({1, 7}, 73),
+                                                 test::random_host({1, 8}, 74), 1e-6f),
+               Error);
+  EXPECT_EQ(test::rel_l2(z, before), 0.0);
+}
+
 TEST_P(CpuOps, RmsNormRope) {
   for (int64_t d : {16, 128}) {
     for (int64_t S : {7, 15}) {

@@ -13,6 +13,7 @@
 #include "paradit/models/flux_transformer.h"
 #include "paradit/parallel/mesh_groups.h"
 #include "paradit/pipeline/latents.h"
+#include "flux_fixture.h"
 #include "test_util.h"
 
 namespace paradit {
@@ -32,43 +33,8 @@ std::vector<MeshDegrees> every_mesh() {
   return meshes;
 }
 
-// One forward's inputs on the host, whole sequence.
-struct HostInputs {
-  Tensor hidden, text, pooled, img_ids, txt_ids;
-  std::vector<float> timestep, guidance;
-  int64_t B() const { return hidden.size(0); }
-  int64_t N() const { return img_ids.size(0); }
-  int64_t T() const { return txt_ids.size(0); }
-};
-
-HostInputs fixture_inputs(const SafetensorsFile& io) {
-  const auto values = [&](const char* name) {
-    const Tensor t = test::to_contiguous_f32(io.get(name));
-    return std::vector<float>(t.data_as<float>(), t.data_as<float>() + t.numel());
-  };
-  HostInputs in{test::to_contiguous_f32(io.get("hidden_states")),
-                test::to_contiguous_f32(io.get("encoder_hidden_states")),
-                test::to_contiguous_f32(io.get("pooled_projections")),
-                io.get("img_ids"),
-                io.get("txt_ids"),
-                values("timestep"),
-                {}};
-  if (io.contains("guidance")) in.guidance = values("guidance");
-  return in;
-}
-
-// The device inputs of the rows `rows` (all of them when rows covers the sequence).
-FluxInputs device_inputs(Backend& be, const HostInputs& h, const FluxShardRows& rows) {
-  FluxInputs in;
-  in.hidden_states = be.upload(h.hidden.slice(1, rows.image_start, rows.image_count), be.compute_dtype());
-  in.encoder_hidden_states = be.upload(h.text.slice(1, rows.text_start, rows.text_count), be.compute_dtype());
-  in.pooled_projections = be.upload(h.pooled, be.compute_dtype());
-  in.timestep = h.timestep;
-  in.guidance = h.guidance;
-  in.img_ids = h.img_ids;
-  in.txt_ids = h.txt_ids;
-  return in;
-}
+using test::FluxHostInputs;
+using test::flux_device_inputs;
 
 std::string mesh_name(const MeshDegrees& m) {
   return "ulysses " + std::to_string(m.ulysses) + " ring " + std::to_string(m.ring) + " cfg " +
@@ -76,7 +42,7 @@ std::string mesh_name(const MeshDegrees& m) {
 }
 
 // Runs the forward on every rank of `degrees` and checks each SP replica's gathered output against `want`.
-void check_mesh(const FluxCheckpoint* ckpt, const FluxConfig& config, uint64_t random_seed, const HostInputs& h,
+void check_mesh(const FluxCheckpoint* ckpt, const FluxConfig& config, uint64_t random_seed, const FluxHostInputs& h,
                 const Tensor& want, const MeshDegrees& degrees) {
   SCOPED_TRACE(mesh_name(degrees));
   const DeviceMesh mesh = DeviceMesh::create(degrees, degrees.product());
@@ -92,7 +58,7 @@ void check_mesh(const FluxCheckpoint* ckpt, const FluxConfig& config, uint64_t r
     const MeshGroups g = MeshGroups::create(mesh, world);
     const FluxParallel sp{g.ulysses.get(), g.ring.get()};
     const FluxShardRows rows = flux_shard_rows(h.T(), h.N(), sp.parts(), sp.part());
-    const Tensor out = model->forward(device_inputs(*be, h, rows), sp);
+    const Tensor out = model->forward(flux_device_inputs(*be, h, rows), sp);
     ASSERT_EQ(out.shape(), (Shape{h.B(), rows.image_count, config.out_channels}));
     // Ranks of one replica write disjoint rows.
     be->copy(got[size_t(mesh.group_index(world.rank(), sp_dims))].slice(1, rows.image_start, rows.image_count), out);
@@ -108,10 +74,10 @@ TEST_P(ParallelFlux, EveryMeshMatchesTheSingleRankForward) {
   const std::string dir = test::fixtures_dir() + "/" + GetParam();
   const SafetensorsFile io = SafetensorsFile::open(dir + "/io.safetensors");
   const FluxCheckpoint ckpt = FluxCheckpoint::open(dir + "/transformer");
-  const HostInputs h = fixture_inputs(io);
+  const FluxHostInputs h = test::flux_host_inputs(io);
   auto be = create_cpu_backend(1);
   auto model = FluxTransformer::load(*be, ckpt);
-  const Tensor want = be->download_f32(model->forward(device_inputs(*be, h, {0, h.T(), 0, h.N()})));
+  const Tensor want = be->download_f32(model->forward(flux_device_inputs(*be, h, {0, h.T(), 0, h.N()})));
   // The single-rank forward is diffusers' (flux_transformer_test); here it is the reference.
   ASSERT_LE(test::rel_l2(want, io.get("output")), kTol);
   for (const MeshDegrees& m : every_mesh()) check_mesh(&ckpt, ckpt.config(), 0, h, want, m);
@@ -130,13 +96,13 @@ TEST(ParallelFlux, MeshListHasEveryWorldUpToEight) {
 TEST(ParallelFlux, MoreRanksThanTokens) {
   // 2 text + 3 image tokens over up to 8 SP ranks: some ranks hold one text row, one image row, or nothing.
   FluxConfig c = FluxCheckpoint::open(test::fixtures_dir() + "/flux_dev_tiny/transformer").config();
-  HostInputs h{test::random_host({1, 3, c.in_channels}, 11), test::random_host({1, 2, c.joint_attention_dim}, 12),
+  FluxHostInputs h{test::random_host({1, 3, c.in_channels}, 11), test::random_host({1, 2, c.joint_attention_dim}, 12),
                test::random_host({1, c.pooled_projection_dim}, 13), image_ids(1, 3),
                Tensor::empty({2, 3}, DType::kF32, cpu_allocator()), {0.6f}, {3.5f}};
   std::fill_n(h.txt_ids.data_as<float>(), 6, 0.0f);  // FLUX's text ids are zeros
   auto be = create_cpu_backend(1);
   auto model = FluxTransformer::random(*be, c, 7);
-  const Tensor want = be->download_f32(model->forward(device_inputs(*be, h, {0, 2, 0, 3})));
+  const Tensor want = be->download_f32(model->forward(flux_device_inputs(*be, h, {0, 2, 0, 3})));
   for (const MeshDegrees& m : {MeshDegrees{.ring = 8}, MeshDegrees{.ulysses = 8}, MeshDegrees{.ulysses = 2, .ring = 4},
                                MeshDegrees{.ulysses = 3, .ring = 2}, MeshDegrees{.ring = 6}})
     check_mesh(nullptr, c, 7, h, want, m);
@@ -163,14 +129,14 @@ TEST(ParallelFlux, RefusesRowsThatAreNotThisRanks) {
   const std::string dir = test::fixtures_dir() + "/flux_dev_tiny";
   const SafetensorsFile io = SafetensorsFile::open(dir + "/io.safetensors");
   const FluxCheckpoint ckpt = FluxCheckpoint::open(dir + "/transformer");
-  const HostInputs h = fixture_inputs(io);
+  const FluxHostInputs h = test::flux_host_inputs(io);
   InProcessGroup group(2);
   const auto outcomes = run_ranks(group, [&](Communicator& world) {
     auto be = create_cpu_backend(1);
     auto model = FluxTransformer::load(*be, ckpt);
     const MeshGroups g = MeshGroups::create(DeviceMesh::create({.ring = 2}, 2), world);
     // Every rank passes the whole sequence: its shard is half of it.
-    model->forward(device_inputs(*be, h, {0, h.T(), 0, h.N()}), FluxParallel{g.ulysses.get(), g.ring.get()});
+    model->forward(flux_device_inputs(*be, h, {0, h.T(), 0, h.N()}), FluxParallel{g.ulysses.get(), g.ring.get()});
   });
   for (const Status& s : outcomes) {
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();

@@ -121,6 +121,71 @@ TEST_F(ParallelPipeline, EveryMeshGivesTheSingleDeviceImages) {
   }
 }
 
+TEST_F(ParallelPipeline, TensorParallelMeshesGiveTheSingleDeviceImages) {
+  // tiny-flux has 3 heads: tp 2 splits them {2, 1}, tp 5 leaves two ranks with none; with Ulysses, Ring, CFG
+  // parallel and data parallel around it.
+  size_t whole = 0;
+  {
+    auto be = create_cpu_backend(1);
+    whole = FluxPipeline::load(*be, tiny_flux())->transformer_weight_bytes();
+  }
+  for (const MeshDegrees& m : {MeshDegrees{.tp = 2}, MeshDegrees{.tp = 5}, MeshDegrees{.tp = 2, .ulysses = 2},
+                               MeshDegrees{.tp = 2, .ring = 2, .cfg = 2}, MeshDegrees{.tp = 3, .dp = 2}}) {
+    SCOPED_TRACE(m.flags());
+    auto engine = Engine::create(cpu_ranks(m));
+    const Kind k = m.cfg == 2 ? Kind::kWideCfg : Kind::kSquareCfg;
+    expect_same(engine->generate(request(k)), reference(k));
+    // Each rank holds its share of the transformer; the shares add up to more than the whole only by what every
+    // rank holds whole (embedders, norms, the final projection).
+    const std::vector<RankMemory> memory = engine->memory();
+    ASSERT_EQ(memory.size(), size_t(m.product()));
+    size_t one_tp_group = 0;
+    for (int r = 0; r < m.tp; ++r) {
+      EXPECT_LT(memory[size_t(r)].transformer_weight_bytes, whole) << "rank " << r;
+      EXPECT_GE(memory[size_t(r)].weight_bytes, memory[size_t(r)].transformer_weight_bytes);
+      EXPECT_FALSE(memory[size_t(r)].peak_bytes.has_value());  // CPU ranks cannot tell
+      one_tp_group += memory[size_t(r)].transformer_weight_bytes;
+    }
+    EXPECT_GT(one_tp_group, whole);
+  }
+}
+
+// A request may carry token ids instead of text: the same ids give the same images, on one rank or several, and
+// through EngineOptions::make_pipeline. A pipeline without tokenizers (random weights) refuses text and takes ids.
+TEST_F(ParallelPipeline, TokenIdsInPlaceOfTextGiveTheSameImages) {
+  auto be = create_cpu_backend(1);
+  auto pipe = FluxPipeline::load(*be, tiny_flux());
+  FluxRequest req = request(Kind::kWideCfg);
+  const FluxPromptEmbeds pos = pipe->encode_prompt(req.prompt, req.max_sequence_length, nullptr);
+  const FluxPromptEmbeds neg = pipe->encode_prompt(*req.negative_prompt, req.max_sequence_length, nullptr);
+  req.prompt_tokens = FluxPromptTokens{pos.clip_tokens.ids, pos.t5_tokens.ids};
+  req.negative_prompt_tokens = FluxPromptTokens{neg.clip_tokens.ids, neg.t5_tokens.ids};
+  req.prompt = "not read";
+  req.negative_prompt = "not read either";
+  expect_same(pipe->generate(req), reference(Kind::kWideCfg));
+
+  EngineOptions o = cpu_ranks({.ulysses = 2, .cfg = 2});
+  std::atomic<int> loads = 0;  // the ranks load on their own threads
+  o.make_pipeline = [&](Backend& backend, int, const FluxPipelineOptions& po) {
+    ++loads;
+    return FluxPipeline::load(backend, tiny_flux(), po);
+  };
+  auto engine = Engine::create(o);
+  EXPECT_EQ(loads.load(), 4);
+  expect_same(engine->generate(req), reference(Kind::kWideCfg));
+
+  auto random = FluxPipeline::random(*be, FluxNetworkConfigs::tiny(), 1);
+  FluxRequest text = request(Kind::kWide);
+  EXPECT_THROW(random->generate(text), Error);
+  text.prompt_tokens = FluxPromptTokens{pos.clip_tokens.ids, pos.t5_tokens.ids};
+  const FluxResult r = random->generate(text);
+  ASSERT_EQ(r.images.size(), 2u);
+  EXPECT_EQ(r.images[0].width, 64);
+  // The T5 ids set the sequence length: a different max_sequence_length is refused.
+  text.max_sequence_length = 9;
+  EXPECT_THROW(random->generate(text), Error);
+}
+
 TEST_F(ParallelPipeline, AFailingRankStopsEveryRankAndTheNextRequestRuns) {
   constexpr int kFailing = 5;
   std::atomic<int> armed{0};
@@ -240,6 +305,13 @@ TEST(MeshPlan, ARankCountAlonePicksTheMesh) {
   // Degrees alone: their product.
   EXPECT_EQ(plan_mesh({.ulysses = 2, .ring = 3, .cfg_parallel = true}, 24, true).world(), 12);
   EXPECT_EQ(plan_mesh({}, 24, true).world(), 1);
+  // --tp is kept as given; Ulysses splits each tp rank's share of the heads: 12 of 24 for tp 2, at least 4 for
+  // tp 5 (5, 5, 5, 5, 4).
+  EXPECT_EQ(plan_mesh({.tp = 2, .ranks = 8}, 24, false).degrees(), (MeshDegrees{.tp = 2, .ulysses = 4}));
+  EXPECT_EQ(plan_mesh({.tp = 2, .ranks = 8}, 24, true).degrees(), (MeshDegrees{.tp = 2, .ulysses = 2, .cfg = 2}));
+  EXPECT_EQ(plan_mesh({.tp = 5, .ranks = 10}, 24, false).degrees(), (MeshDegrees{.tp = 5, .ulysses = 2}));
+  EXPECT_EQ(plan_mesh({.tp = 4}, 24, false).world(), 4);
+  expect_error([] { plan_mesh({.tp = 3, .ranks = 8}, 24, false); }, StatusCode::kInvalidArgument, {"try"});
 }
 
 }  // namespace

@@ -1,9 +1,9 @@
 // PipeFusion and patch parallel on CPU ranks (threads, in-process communicators, 1-thread CPU backends) with
 // models/tiny-flux (4 blocks), against the single-device pipeline:
 // - with every step a warm-up step, every mesh of world ≤ 8 that includes pp or patch parallel (× ulysses ×
-//   ring × cfg × dp) gives the single-device images;
-// - with fewer warm-up steps, sequence, CFG and data parallelism around them change nothing (the approximation is
-//   the method's, not the mesh's), one patch is exact, and patch counts 1–16 with uneven bands run to the end;
+//   ring × cfg × dp), and some with tp, gives the single-device images;
+// - with fewer warm-up steps, tensor, sequence, CFG and data parallelism around them change nothing (the
+//   approximation is the method's, not the mesh's), one patch is exact, and patch counts 1–16 with uneven bands run to the end;
 // - a rank that throws mid-step stops every rank with its error and the engine serves the next request;
 // - impossible combinations are refused.
 #include <algorithm>
@@ -105,6 +105,12 @@ std::vector<Method> every_stale_mesh() {
             if (pp > 1) out.push_back({m});
             else if (u * r > 1) out.push_back({m, true});
           }
+  // Tensor parallel within the stages, or within the patch-parallel group's ranks (tiny-flux has 3 heads: tp 2
+  // splits them {2, 1}, tp 4 leaves a rank with none).
+  for (const MeshDegrees& m : {MeshDegrees{.tp = 2, .pp = 2}, MeshDegrees{.tp = 4, .pp = 2},
+                               MeshDegrees{.tp = 2, .ulysses = 2, .pp = 2}})
+    out.push_back({m});
+  out.push_back({MeshDegrees{.tp = 2, .ring = 2}, true});
   return out;
 }
 
@@ -138,6 +144,7 @@ TEST(StaleParallel, OtherDimensionsDoNotChangeTheApproximation) {
       {{.ulysses = 2, .ring = 2, .pp = 2}, false, 5, 1}, {{.pp = 3, .dp = 2}, false, 7, 1},
       {{.pp = 2, .cfg = 2, .dp = 2}, false, 2, 1},      {{.ulysses = 2, .ring = 2}, true, 0, 1},
       {{.ring = 3, .cfg = 2}, true, 0, 1},               {{.ulysses = 2, .ring = 2, .dp = 2}, true, 0, 1},
+      {{.tp = 2, .pp = 2}, false, 3, 1},                {{.tp = 3, .ring = 2}, true, 0, 1},
   };
   for (const Method& m : methods) {
     SCOPED_TRACE(name(m));

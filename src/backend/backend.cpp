@@ -1,6 +1,9 @@
 #include "paradit/backend/backend.h"
 
+#include <utility>
+
 #include "paradit/core/log.h"
+#include "paradit/core/status.h"
 
 namespace paradit {
 
@@ -15,6 +18,26 @@ Tensor Backend::download_f32(const Tensor& t) {
   copy(host, t);
   synchronize();
   return host;
+}
+
+void Backend::check_lse_merge(const Tensor& out, const Tensor& lse, const Tensor& block_out,
+                              const Tensor& block_lse) {
+  for (auto [name, t] : {std::pair{"out", &out}, std::pair{"lse", &lse}, std::pair{"block_out", &block_out},
+                         std::pair{"block_lse", &block_lse}}) {
+    PD_REQUIRE(t->defined() && t->dim() >= 1 && t->stride(-1) == 1, "lse_merge: ", name,
+               " must be defined with a contiguous last dimension, got ", t->defined() ? t->desc() : "none");
+    PD_REQUIRE(t->device() == device(), "lse_merge: ", name, " ", t->desc(), " is not on ", device().str());
+  }
+  PD_REQUIRE(out.dim() == 4 && block_out.shape() == out.shape(), "lse_merge: out ", out.desc(), " and block_out ",
+             block_out.desc(), " must be the same [B, S, H, d]");
+  const Shape lse_shape = {out.size(0), out.size(2), out.size(1)};
+  PD_REQUIRE(lse.shape() == lse_shape && block_lse.shape() == lse_shape, "lse_merge: lse ", lse.desc(),
+             " and block_lse ", block_lse.desc(), " must be f32", shape_str(lse_shape));
+  PD_REQUIRE(out.dtype() == DType::kF32 && lse.dtype() == DType::kF32 && block_lse.dtype() == DType::kF32,
+             "lse_merge: the accumulators and block_lse are f32, got ", out.desc(), ", ", lse.desc(), ", ",
+             block_lse.desc());
+  PD_REQUIRE(block_out.dtype() == DType::kF32 || block_out.dtype() == compute_dtype(), "lse_merge: block_out ",
+             block_out.desc(), " must be f32 or ", dtype_name(compute_dtype()));
 }
 
 }  // namespace paradit

@@ -1,5 +1,5 @@
 // `paradit generate`: FLUX.1 text-to-image into PNG files, with stable-diffusion.cpp's flag names, on one device
-// or split over several (--ulysses, --ring, --cfg-parallel, --dp, --gpus: runtime/engine.h).
+// or split over several (--tp, --ulysses, --ring, --cfg-parallel, --dp, --gpus: runtime/engine.h).
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -55,6 +55,9 @@ void add_options(ArgParser& p, GenerateArgs& a) {
            "diffusers FLUX.1 folder whose config.json files describe the single files (unpublished sizes only)");
   p.option("device", "", &a.device, "cpu, cuda, cuda:N or auto; several ranks: cpu (CPU ranks), cuda or auto");
   p.option("dtype", "", &a.dtype, "compute dtype: auto, or the device's own (f32 on cpu, bf16 on cuda)");
+  p.option("tp", "", &a.mesh.tp,
+           "tensor-parallel degree: each rank holds 1/N of the transformer's heads and MLP (a model too big for one "
+           "GPU)");
   p.option("ulysses", "", &a.mesh.ulysses, "Ulysses degree (sequence parallel, all-to-all of heads); 0: not set");
   p.option("ring", "", &a.mesh.ring, "Ring degree (sequence parallel, K/V passed round the ranks); 0: not set");
   p.flag("cfg-parallel", "", &a.mesh.cfg_parallel, "true CFG's two prompts side by side on two halves of the ranks");
@@ -94,8 +97,8 @@ void validate(const GenerateArgs& a) {
   PD_REQUIRE(a.dtype == "auto" || a.dtype == "f32" || a.dtype == "bf16", "--dtype must be auto, f32 or bf16, got '",
              a.dtype, "'");
   PD_REQUIRE(!a.output.empty(), "--output must name a file");
-  PD_REQUIRE(a.mesh.ulysses >= 0 && a.mesh.ring >= 0 && a.mesh.dp >= 1 && a.mesh.ranks >= 0,
-             "--ulysses, --ring, --dp and --gpus must be positive");
+  PD_REQUIRE(a.mesh.tp >= 1 && a.mesh.ulysses >= 0 && a.mesh.ring >= 0 && a.mesh.dp >= 1 && a.mesh.ranks >= 0,
+             "--tp, --ulysses, --ring, --dp and --gpus must be positive");
   PD_REQUIRE(a.threads_per_rank >= 0, "--threads-per-rank must be >= 0 (0: the cores shared evenly), got ",
              a.threads_per_rank);
 }
@@ -164,6 +167,7 @@ int generate_command(int argc, char** argv, int first) {
   report.load_s = engine->load_seconds();
   report.approximate = approximation_note(a.stale, result.steps);
   if (!report.approximate.empty() && !a.quiet && !a.json) std::fprintf(stderr, "note: %s\n", report.approximate.c_str());
+  report.memory = engine->memory();
 
   const auto write_start = std::chrono::steady_clock::now();
   for (size_t i = 0; i < result.images.size(); ++i) {

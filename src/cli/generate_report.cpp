@@ -64,6 +64,15 @@ std::string json_summary(const GenerateReport& r) {
                   {"denoise_s", res.timings.denoise_s}, {"decode_s", res.timings.decode_s},
                   {"write_s", r.write_s},         {"total_s", r.total_s},
                   {"step_s", res.timings.step_s}};
+  nlohmann::json memory = nlohmann::json::array();
+  for (size_t rank = 0; rank < r.memory.size(); ++rank) {
+    const RankMemory& m = r.memory[rank];
+    memory.push_back({{"rank", rank},
+                      {"transformer_weight_bytes", m.transformer_weight_bytes},
+                      {"weight_bytes", m.weight_bytes},
+                      {"peak_bytes", m.peak_bytes ? nlohmann::json(*m.peak_bytes) : nlohmann::json()}});
+  }
+  j["memory"] = memory;
   return j.dump();
 }
 

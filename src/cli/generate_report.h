@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "paradit/pipeline/flux_pipeline.h"
+#include "paradit/runtime/engine.h"
 
 namespace paradit::cli {
 
@@ -17,6 +18,7 @@ struct GenerateReport {
   std::vector<std::string> outputs;
   double load_s = 0, write_s = 0, total_s = 0;
   std::string approximate;  // why the image is not the exact one (stale K/V), or empty
+  std::vector<RankMemory> memory;  // by world rank
 };
 
 // `output` itself for one image; for several, numbered before the extension: out.png → out_1.png … out_N.png
@@ -27,7 +29,8 @@ std::vector<std::string> numbered_outputs(const std::string& output, int count);
 // "Negative prompt: …", then "Key: value, …" for image `index`.
 std::string png_parameters(const GenerateReport& report, int index);
 
-// One JSON object: settings, seeds, output paths, warnings, timings per stage and per step.
+// One JSON object: settings, seeds, output paths, warnings, timings per stage and per step, device memory per
+// rank (bytes; peak null where the backend cannot tell).
 std::string json_summary(const GenerateReport& report);
 
 }  // namespace paradit::cli

@@ -4,7 +4,6 @@
 #include <numeric>
 
 #include "paradit/core/status.h"
-#include "paradit/parallel/lse_merge.h"
 
 namespace paradit {
 
@@ -59,7 +58,7 @@ void ring_attention(Backend& be, Communicator& ring, const std::vector<int64_t>&
         accumulated = true;
       } else {
         be.attention(block_out, block_lse, q, cur_k, cur_v, scale);
-        lse_merge(be, acc, acc_lse, block_out, block_lse);
+        be.lse_merge(acc, acc_lse, block_out, block_lse);
       }
     }
     if (transfer) {

@@ -9,6 +9,7 @@
 #include "pipeline/flux_pipeline_impl.h"
 
 namespace paradit::flux_pipeline {
+
 Tensor zero_text_ids(int64_t tokens) {
   Tensor ids = Tensor::empty({tokens, 3}, DType::kF32, cpu_allocator());
   std::fill_n(ids.data_as<float>(), tokens * 3, 0.0f);
@@ -112,6 +113,7 @@ void Pipeline::denoise_rows(const Tensor& x, int64_t width, int64_t height, int 
       part.img_ids = inputs.img_ids;
       part.txt_ids = inputs.txt_ids;
       part.attention = kv;
+      part.tp = groups.sp ? groups.sp->tp : nullptr;
       return transformer_->forward_part(part);
     }
     return groups.sp ? transformer_->forward(inputs, *groups.sp) : transformer_->forward(inputs);

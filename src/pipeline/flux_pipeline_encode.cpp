@@ -46,6 +46,13 @@ FluxPromptEmbeds Pipeline::encode_tokens(const std::vector<int32_t>& clip_ids, c
   return run_text_encoders(std::move(e));
 }
 
+FluxPromptEmbeds Pipeline::encode_request(const FluxRequest& req, bool negative, int max_sequence_length,
+                                          std::vector<std::string>* warnings) {
+  const std::optional<FluxPromptTokens>& tokens = negative ? req.negative_prompt_tokens : req.prompt_tokens;
+  if (tokens) return encode_tokens(tokens->clip, tokens->t5);
+  return encode_prompt(negative ? *req.negative_prompt : req.prompt, max_sequence_length, warnings);
+}
+
 FluxPromptEmbeds Pipeline::run_text_encoders(FluxPromptEmbeds e) {
   ensure_text_encoders();
   e.pooled = clip_->forward(e.clip_tokens.ids, 1).pooler_output;

@@ -19,7 +19,8 @@ void check_flux_image_size(int64_t width, int64_t height) {
 }
 
 bool uses_true_cfg(const FluxRequest& request) {
-  return request.negative_prompt.has_value() && request.true_cfg_scale > 1.0f;
+  const bool negative = request.negative_prompt.has_value() || request.negative_prompt_tokens.has_value();
+  return negative && request.true_cfg_scale > 1.0f;
 }
 
 namespace flux_pipeline {
@@ -56,6 +57,16 @@ bool Pipeline::prepare(const FluxRequest& req, FluxResult& r, bool report) const
              req.max_sequence_length);
   r.steps = req.steps > 0 ? req.steps : default_steps();
   r.max_sequence_length = req.max_sequence_length > 0 ? req.max_sequence_length : default_max_sequence_length();
+  if (req.prompt_tokens) {
+    const int t5 = int(req.prompt_tokens->t5.size());
+    PD_REQUIRE(req.max_sequence_length == 0 || req.max_sequence_length == t5, "the prompt's ", t5,
+               " T5 token ids set the sequence length, but max_sequence_length is ", req.max_sequence_length);
+    r.max_sequence_length = t5;
+  }
+  if (req.negative_prompt_tokens)
+    PD_REQUIRE(int(req.negative_prompt_tokens->t5.size()) == r.max_sequence_length, "the negative prompt has ",
+               req.negative_prompt_tokens->t5.size(), " T5 token ids but the prompt's sequence is ",
+               r.max_sequence_length, " long");
   const Shape packed = flux_packed_latent_shape(req.batch_count, req.height, req.width);
   if (req.init_latents.defined())
     PD_REQUIRE(req.init_latents.device().is_cpu() && req.init_latents.dtype() == DType::kF32 &&
@@ -64,9 +75,10 @@ bool Pipeline::prepare(const FluxRequest& req, FluxResult& r, bool report) const
                " image(s) of ", req.width, "x", req.height, ", got ", req.init_latents.desc());
 
   const bool cfg = uses_true_cfg(req);
-  if (report && req.negative_prompt && !cfg)
+  const bool negative = req.negative_prompt || req.negative_prompt_tokens;
+  if (report && negative && !cfg)
     warn(r, "the negative prompt is ignored: true CFG needs a CFG scale above 1");
-  if (report && !req.negative_prompt && req.true_cfg_scale > 1.0f)
+  if (report && !negative && req.true_cfg_scale > 1.0f)
     warn(r, "the CFG scale is ignored without a negative prompt (FLUX.1-dev is guided by --guidance instead)");
   return cfg;
 }
@@ -77,9 +89,9 @@ FluxResult Pipeline::generate(const FluxRequest& req, const FluxProgressCallback
   const Shape packed = flux_packed_latent_shape(req.batch_count, req.height, req.width);
 
   auto start = std::chrono::steady_clock::now();
-  const FluxPromptEmbeds positive = encode_prompt(req.prompt, r.max_sequence_length, &r.warnings);
+  const FluxPromptEmbeds positive = encode_request(req, false, r.max_sequence_length, &r.warnings);
   FluxPromptEmbeds negative;
-  if (cfg) negative = encode_prompt(*req.negative_prompt, r.max_sequence_length, &r.warnings);
+  if (cfg) negative = encode_request(req, true, r.max_sequence_length, &r.warnings);
   if (options_.release_text_encoders) release_text_encoders();
   r.timings.encode_s = seconds_since(start);
 

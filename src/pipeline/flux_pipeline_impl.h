@@ -22,7 +22,9 @@ namespace paradit::flux_pipeline {
 
 // How this rank takes part in denoising one image. Null groups: alone (rows then hold the whole image).
 struct DenoiseGroups {
-  const FluxParallel* sp = nullptr;  // sequence parallel: this rank holds `rows` of the joint sequence
+  // Sequence and/or tensor parallel: this rank holds `rows` of the joint sequence and the transformer's share
+  // of the weights that the groups' other ranks complete.
+  const FluxParallel* sp = nullptr;
   FluxShardRows rows;
   Communicator* cfg = nullptr;  // CFG parallel: cfg rank 0 runs the positive branch, cfg rank 1 the negative
   // Patch parallel: the sequence-parallel group (ranks numbered as sp's parts) runs with stale remote K/V.
@@ -42,6 +44,8 @@ class Pipeline final : public FluxPipeline {
   FluxVariant variant() const override { return variant_; }
   const std::string& model_name() const override { return sources_.model_name; }
   double load_seconds() const override { return load_seconds_; }
+  size_t transformer_weight_bytes() const override { return transformer_->weight_bytes(); }
+  size_t weight_bytes() const override;
 
   FluxResult generate(const FluxRequest& request, const FluxProgressCallback& progress) override;
   FluxRankResult generate_rank(const FluxRequest& request, const RankContext& ctx,
@@ -63,6 +67,9 @@ class Pipeline final : public FluxPipeline {
   void ensure_text_encoders();
   void release_text_encoders();
   FluxPromptEmbeds run_text_encoders(FluxPromptEmbeds embeds);
+  // The request's prompt (or negative prompt), from its token ids when it has them, else from its text.
+  FluxPromptEmbeds encode_request(const FluxRequest& request, bool negative, int max_sequence_length,
+                                  std::vector<std::string>* warnings);
 
   // Checks a request and resolves its defaults into r (steps, max_sequence_length; warnings about ignored
   // options, logged when `report`). Returns whether it runs true CFG.

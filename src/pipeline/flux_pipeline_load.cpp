@@ -45,7 +45,7 @@ Pipeline::Pipeline(Backend& backend, ResolvedSources sources, FluxPipelineOption
 
   const FluxCheckpoint checkpoint = FluxCheckpoint::open(sources_.transformer, sources_.transformer_config);
   check_text_to_image(checkpoint.config(), checkpoint.source());
-  transformer_ = FluxTransformer::load(backend_, checkpoint, options_.stale.blocks);
+  transformer_ = FluxTransformer::load(backend_, checkpoint, options_.tensor_parallel, options_.stale.blocks);
   vae_ = VaeDecoder::load(backend_, sources_.vae, sources_.vae_config);
   finish_setup(start);
 }
@@ -71,13 +71,22 @@ void Pipeline::finish_setup(std::chrono::steady_clock::time_point start) {
   const std::string message = detail::concat(
       "loaded ", sources_.model_name, " (FLUX.1-", variant_ == FluxVariant::kDev ? "dev" : "schnell", ") on ",
       backend_.name(), " in ", int(load_seconds_ * 1000), " ms: transformer ", fc.summary(), " (",
-      mib(transformer_->weight_bytes()), " MiB); ", encoders, "; VAE ", vae_->config().summary(), "; scheduler ",
+      mib(transformer_->weight_bytes()), " MiB",
+      options_.tensor_parallel.size > 1 ? detail::concat(", tensor-parallel share ", options_.tensor_parallel.rank,
+                                                          " of ", options_.tensor_parallel.size)
+                                        : std::string(),
+      "); ", encoders, "; VAE ", vae_->config().summary(), "; scheduler ",
       scheduler_config_.summary());
   if (options_.encodes_prompts) {
     PD_LOG(kInfo, message);
   } else {
     PD_LOG(kDebug, message);  // one line per device would repeat rank 0's
   }
+}
+
+size_t Pipeline::weight_bytes() const {
+  return transformer_->weight_bytes() + vae_->weight_bytes() + (clip_ ? clip_->weight_bytes() : 0) +
+         (t5_ ? t5_->weight_bytes() : 0);
 }
 
 void Pipeline::ensure_text_encoders() {

@@ -12,7 +12,9 @@
 //   to stage 0) and the receive of what the stage before made — computes its item while the batch runs, then
 //   waits for it. Stage 0 holds the latents and takes each band's Euler step as its velocity arrives.
 // - Sequence parallel within a stage: each item's rows are cut over the stage's SP group; ranks of one SP
-//   coordinate form a ring, so every transfer is between equal shapes. CFG: both branches as a batch of two, or
+//   coordinate form a ring, so every transfer is between equal shapes. Tensor parallel within a stage: the ranks
+//   of a tp group run the same items on a share of the stage's weights each; stages of one tp coordinate form a
+//   ring. CFG: both branches as a batch of two, or
 //   with CFG parallel one per cfg rank, the last stages exchanging velocities per item.
 #include <algorithm>
 #include <map>
@@ -116,6 +118,7 @@ void Pipeline::denoise_pipefusion(const Tensor& x, int64_t width, int64_t height
     in.img_ids = img_ids;
     in.txt_ids = txt_ids;
     in.attention = &kv;
+    in.tp = groups.sp ? groups.sp->tp : nullptr;
     if (first) {
       in.hidden_states = backend_.empty({B, in.image_rows, C}, cd);
       const Tensor rows = x.slice(1, mine.image_first(T), in.image_rows);

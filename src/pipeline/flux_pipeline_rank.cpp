@@ -9,9 +9,12 @@
 //   sequence; its latents are only its image rows, from the host noise to the last Euler step.
 // - CFG: with C = 2, cfg rank 0 runs the positive branch and cfg rank 1 the negative; they swap velocities
 //   every step and take the same step.
-// - Decoding: each image's rows are gathered once over the SP group; SP rank 0 of cfg rank 0 decodes it.
-// - PipeFusion (pp > 1): the stages of one SP coordinate form a ring; stage 0 keeps the whole image's latents
-//   (flux_pipeline_pipefusion.cpp) and its SP rank 0 of cfg rank 0 decodes.
+// - Tensor parallel: the ranks of a tp group hold the same rows and a share of the transformer each (loaded so,
+//   FluxPipelineOptions::tensor_parallel); everything outside the transformer they do alike.
+// - Decoding: each image's rows are gathered once over the SP group; SP rank 0 of cfg rank 0, tp rank 0
+//   decodes it.
+// - PipeFusion (pp > 1): the stages of one SP and tp coordinate form a ring; stage 0 keeps the whole image's
+//   latents (flux_pipeline_pipefusion.cpp) and its SP rank 0 of cfg rank 0, tp rank 0 decodes.
 // - Patch parallel: as sequence parallel, but the SP group attends with stale remote K/V (PatchParallelKv).
 #include <algorithm>
 #include <chrono>
@@ -53,8 +56,8 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
   auto start = std::chrono::steady_clock::now();
   FluxPromptEmbeds positive, negative;
   if (leader) {
-    positive = encode_prompt(req.prompt, r.max_sequence_length, &r.warnings);
-    if (cfg) negative = encode_prompt(*req.negative_prompt, r.max_sequence_length, &r.warnings);
+    positive = encode_request(req, false, r.max_sequence_length, &r.warnings);
+    if (cfg) negative = encode_request(req, true, r.max_sequence_length, &r.warnings);
     if (options_.release_text_encoders) release_text_encoders();
   }
   if (ctx.world->size() > 1) {
@@ -65,7 +68,14 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
 
   const int64_t T = r.max_sequence_length;
   const int64_t N = flux_packed_latent_shape(1, req.height, req.width)[1];
-  FluxParallel sp{g.ulysses.get(), g.ring.get()};
+  const bool tensor_parallel = ctx.mesh.degree(MeshDim::kTp) > 1;
+  PD_REQUIRE(transformer_->tensor_shard().size == ctx.mesh.degree(MeshDim::kTp) &&
+                 transformer_->tensor_shard().rank == ctx.coord(MeshDim::kTp),
+             "generate_rank: this pipeline's transformer holds tensor-parallel shard ",
+             transformer_->tensor_shard().rank, " of ", transformer_->tensor_shard().size, " but the mesh ",
+             ctx.mesh.str(), " makes rank ", ctx.rank, " tp ", ctx.coord(MeshDim::kTp),
+             " (load it with FluxPipelineOptions::tensor_parallel)");
+  FluxParallel sp{g.ulysses.get(), g.ring.get(), tensor_parallel ? g.tp.get() : nullptr};
   const bool pipefusion = ctx.mesh.degree(MeshDim::kPp) > 1;
   const FluxStaleOptions& stale = options_.stale;
   PD_REQUIRE(!(pipefusion && stale.patch_parallel), "PipeFusion and patch parallel cannot be combined");
@@ -74,11 +84,12 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
   if (sp.parts() > 1) {
     if (pipefusion) groups.stage_sp = g.sp.get();
     else if (stale.patch_parallel) groups.patch = g.sp.get();
-    groups.sp = &sp;
   }
+  if (sp.parts() > 1 || tensor_parallel) groups.sp = &sp;
   if (pipefusion) groups.pp = g.pp.get();
   if (cfg_parallel) groups.cfg = g.cfg.get();
-  const bool decodes = sp.part() == 0 && ctx.coord(MeshDim::kCfg) == 0 && ctx.coord(MeshDim::kPp) == 0;
+  const bool decodes = sp.part() == 0 && ctx.coord(MeshDim::kCfg) == 0 && ctx.coord(MeshDim::kTp) == 0 &&
+                       ctx.coord(MeshDim::kPp) == 0;
   const int64_t channels = kFluxLatentChannels * kFluxPatch * kFluxPatch;
 
   const SequenceShard images(req.batch_count, ctx.mesh.degree(MeshDim::kDp));

@@ -4,11 +4,12 @@
 #include <chrono>
 #include <mutex>
 
+#include "paradit/backend/cuda_backend.h"
 #include "paradit/core/log.h"
 #include "paradit/core/status.h"
 #include "paradit/models/flux_cost.h"
-#include "paradit/parallel/pipefusion_schedule.h"
 #include "paradit/parallel/mesh_groups.h"
+#include "paradit/parallel/pipefusion_schedule.h"
 #include "paradit/parallel/rank_context.h"
 #include "paradit/runtime/mesh_plan.h"
 #include "runtime/merge_results.h"
@@ -87,7 +88,9 @@ class EngineImpl final : public Engine {
         const int s = mesh_.coord(r, MeshDim::kPp);
         o.stale.blocks = {stages[size_t(s)], stages[size_t(s) + 1]};
       }
-      rank.pipeline = FluxPipeline::load(*rank.backend, options_.sources, o);
+      o.tensor_parallel = {mesh_.coord(r, MeshDim::kTp), mesh_.degree(MeshDim::kTp)};
+      rank.pipeline = options_.make_pipeline ? options_.make_pipeline(*rank.backend, r, o)
+                                             : FluxPipeline::load(*rank.backend, options_.sources, o);
     }));
     connect();
     load_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -121,8 +124,13 @@ class EngineImpl final : public Engine {
     std::vector<FluxRankResult> parts(ranks_.size());
     outcomes_ = run([&](int r) {
       Rank& rank = ranks_[size_t(r)];
+      if (CudaBackend* cuda = as_cuda_backend(*rank.backend)) {
+        cuda->reset_peak();
+        rank.measured_peak = true;
+      }
       const RankContext ctx{mesh_, r, rank.world.get(), rank.groups.get()};
       parts[size_t(r)] = rank.pipeline->generate_rank(request, ctx, serialized);
+      rank.world->wait_all();  // a transfer that failed after the rank's last use of it fails the request
     });
     const Status failure = run_failure(outcomes_, mesh_);
     if (!failure.ok()) {
@@ -137,12 +145,26 @@ class EngineImpl final : public Engine {
     return outcomes_;
   }
 
+  std::vector<RankMemory> memory() const override {
+    std::lock_guard lk(mu_);
+    std::vector<RankMemory> out;
+    for (const Rank& rank : ranks_) {
+      RankMemory m{rank.pipeline->transformer_weight_bytes(), rank.pipeline->weight_bytes(), std::nullopt};
+      // Allocator statistics are read under the allocator's lock; the rank's thread is idle between requests.
+      if (CudaBackend* cuda = as_cuda_backend(*rank.backend); cuda && rank.measured_peak)
+        m.peak_bytes = cuda->peak_bytes();
+      out.push_back(m);
+    }
+    return out;
+  }
+
  private:
   struct Rank {
     std::unique_ptr<Backend> backend;
     std::unique_ptr<FluxPipeline> pipeline;
     std::unique_ptr<Communicator> world;
     std::unique_ptr<MeshGroups> groups;
+    bool measured_peak = false;  // a request has run since the peak was reset
   };
 
   // Runs job on every rank. A rank that throws aborts its world, so every other rank's pending and next
@@ -160,7 +182,8 @@ class EngineImpl final : public Engine {
   std::vector<int> pipefusion_stages() const {
     const int pp = mesh_.degree(MeshDim::kPp);
     if (pp == 1) return {};
-    const FluxConfig config = flux_transformer_config(options_.sources);
+    const FluxConfig config =
+        options_.transformer_config ? *options_.transformer_config : flux_transformer_config(options_.sources);
     const int blocks = config.num_layers + config.num_single_layers;
     std::vector<int> b =
         options_.pipefusion_split.empty()

@@ -1,8 +1,9 @@
 // The CUDA backend's text-encoder and VAE ops (axpby, mul, quick_gelu, embedding, layer_norm, attention_biased,
-// conv2d, group_norm, upsample_nearest2x), its GEMM attention path (head dims above cuDNN's 256, forced with
+// conv2d, group_norm, upsample_nearest2x), Ring attention's lse_merge, its GEMM attention path (head dims above cuDNN's 256, forced with
 // PARADIT_CUDA_ATTENTION=gemm) and wide rms_norm rows, each against the CPU backend (fp32 reference) on the
 // same inputs: host f32 values rounded to bf16 first, so both sides start from identical numbers. Outputs are
 // poisoned with NaN first; strided views check that nothing outside them is written.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -251,6 +252,37 @@ void run_biased_case(Env& env, const AttnCase& c, uint64_t seed) {
   env.gpu->attention_biased(out.gpu, q.gpu, k.gpu, v.gpu, scale, bias.gpu, c.causal);
   EXPECT_LE(env.rel(out), kTol) << c.name;
   EXPECT_EQ(env.nan_count(cat.gpu), cat.gpu.numel() - out.gpu.numel()) << c.name;
+}
+
+// Ring attention's merge on the GPU: f32 accumulators, a bf16 (or f32) block, and log-sum-exps of −∞ where
+// nothing was accumulated yet, where the block had no keys, and where both hold.
+TEST(CudaOpsExt, LseMergeMatchesCpu) {
+  PD_GPU_ENV(env);
+  const int64_t B = 2, S = 37, H = 3, d = 128;
+  uint64_t seed = 900;
+  for (const DType block_dtype : {DType::kBF16, DType::kF32}) {
+    Tensor lse_h = random_host({B, H, S}, seed++, 3.0f), block_lse_h = random_host({B, H, S}, seed++, 3.0f);
+    for (int64_t i = 0; i < lse_h.numel(); i += 7) lse_h.data_as<float>()[i] = -INFINITY;
+    for (int64_t i = 3; i < block_lse_h.numel(); i += 11) block_lse_h.data_as<float>()[i] = -INFINITY;
+    const Pair out = env.input({B, S, H, d}, seed++, 1.0f, DType::kF32);
+    const Pair lse = env.from_host(lse_h, DType::kF32), block_lse = env.from_host(block_lse_h, DType::kF32);
+    const Pair block_out = env.input({B, S, H, d}, seed++, 1.0f, block_dtype);
+    env.cpu->lse_merge(out.cpu, lse.cpu, block_out.cpu, block_lse.cpu);
+    env.gpu->lse_merge(out.gpu, lse.gpu, block_out.gpu, block_lse.gpu);
+    EXPECT_LE(env.rel(out), 1e-5) << dtype_name(block_dtype);
+    const Tensor got = env.gpu->download_f32(lse.gpu), want = env.cpu->download_f32(lse.cpu);
+    int64_t infinite = 0;
+    for (int64_t i = 0; i < want.numel(); ++i) {
+      const float g = got.data_as<float>()[i], w = want.data_as<float>()[i];
+      if (std::isinf(w)) {
+        ++infinite;
+        EXPECT_EQ(g, w) << i;
+      } else {
+        EXPECT_NEAR(g, w, 1e-5f * std::max(1.0f, std::fabs(w))) << i;
+      }
+    }
+    EXPECT_GT(infinite, 0);  // the both-empty rows were exercised
+  }
 }
 
 TEST(CudaOpsExt, AttentionBiasedMatchesCpu) {

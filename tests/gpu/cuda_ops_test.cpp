@@ -3,6 +3,7 @@
 // model uses: q/k/v as views into one packed QKV buffer, gate/shift/scale as chunks of a [B, 6D] modulation
 // buffer, GEMM outputs written into a column slice of a wider buffer, text/image rows of a joint sequence.
 // Outputs are poisoned with NaN first; views are checked to leave the rest of their buffer untouched.
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -259,6 +260,25 @@ TEST(CudaOps, LayerNormModulateMatchesCpu) {
   env.cpu->layer_norm_modulate(x.cpu, x.cpu, Tensor(), Tensor(), kEps);
   env.gpu->layer_norm_modulate(x.gpu, x.gpu, Tensor(), Tensor(), kEps);
   EXPECT_LE(env.rel(x), kTol) << "in place";
+}
+
+// The pending residual update of a block half fused into the LayerNorm of the next: z (rows of a longer joint
+// buffer, updated in place) and the normalised output both match the CPU's gated_add then layer_norm_modulate.
+TEST(CudaOps, GatedAddLayerNormModulateMatchesCpu) {
+  PD_GPU_ENV(env);
+  uint64_t seed = 250;
+  for (const auto [B, S, D] : {std::array<int64_t, 3>{2, 15, 3072}, {2, 7, 100}, {1, 4608, 3072}}) {
+    const Pair zbuf = env.input({B, S + 5, D}, seed++, 2.0f);
+    const Pair z = view(zbuf, [&](const Tensor& t) { return t.slice(1, 3, S); });
+    const Pair delta = env.input({B, S, D}, seed++);
+    const Pair mod = env.input({B, 6 * D}, seed++, 0.5f);
+    const Pair y = env.poisoned({B, S, D});
+    const Pair gate = view(mod, chunk(5, D)), shift = view(mod, chunk(3, D)), scale = view(mod, chunk(4, D));
+    env.cpu->gated_add_layer_norm_modulate(y.cpu, z.cpu, delta.cpu, gate.cpu, shift.cpu, scale.cpu, kEps);
+    env.gpu->gated_add_layer_norm_modulate(y.gpu, z.gpu, delta.gpu, gate.gpu, shift.gpu, scale.gpu, kEps);
+    EXPECT_LE(env.rel(y), kTol) << "y: B " << B << " S " << S << " D " << D;
+    EXPECT_LE(env.rel(zbuf), kTol) << "z: B " << B << " S " << S << " D " << D;
+  }
 }
 
 TEST(CudaOps, RmsNormRopeMatchesCpu) {

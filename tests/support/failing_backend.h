@@ -35,6 +35,13 @@ class FailingBackend final : public Backend {
   void layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& sh, const Tensor& sc, float e) override {
     in_->layer_norm_modulate(y, x, sh, sc, e);
   }
+  void lse_merge(const Tensor& o, const Tensor& l, const Tensor& bo, const Tensor& bl) override {
+    in_->lse_merge(o, l, bo, bl);
+  }
+  void gated_add_layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& d, const Tensor& g,
+                                     const Tensor& sh, const Tensor& sc, float e) override {
+    in_->gated_add_layer_norm_modulate(y, x, d, g, sh, sc, e);
+  }
   void rms_norm_rope(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& c, const Tensor& s,
                      float e) override {
     in_->rms_norm_rope(y, x, w, c, s, e);

@@ -64,6 +64,13 @@ class Backend {
   virtual void layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale,
                                    float eps) = 0;
 
+  // x += gate ⊙ delta, then y = LN(x)·(1 + scale) + shift: gated_add and layer_norm_modulate in one pass over x
+  // (the residual update that closes one transformer block half and the normalisation that opens the next), with
+  // the results of the two ops done one after the other. x, y, delta [B, S, D]; gate, shift, scale [B, D].
+  virtual void gated_add_layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& delta,
+                                             const Tensor& gate, const Tensor& shift, const Tensor& scale,
+                                             float eps) = 0;
+
   // y = RMSNorm(x)·weight over the last dim, then — if cos and sin are defined — RoPE on interleaved pairs:
   // y[2k] = a·cos[2k] − b·sin[2k], y[2k+1] = b·cos[2k+1] + a·sin[2k+1] with (a, b) = normed (x[2k], x[2k+1]).
   // x, y [B, S, H, d] (y may alias x); weight [d]; cos, sin f32 [S, d].
@@ -74,6 +81,17 @@ class Backend {
   // lse, if defined: f32 [B, H, Sq], lse = log Σ_j exp(scale·q·k_j) — what Ring attention merges with.
   virtual void attention(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                          float scale) = 0;
+
+  // Ring attention's log-sum-exp merge: folds the attention of the same queries over one more key/value block into
+  // a running result. Per query row and head, with σ the logistic function,
+  //   out ← out − σ(block_lse − lse)·(out − block_out),    lse ← lse − log σ(lse − block_lse),
+  // which is out = (e^lse·out + e^block_lse·block_out) / (e^lse + e^block_lse) and lse = log(e^lse + e^block_lse)
+  // without overflow; an lse of −∞ (no keys so far, or none in the block) carries weight zero.
+  // out f32 [B, S, H, d] and lse f32 [B, H, S] are updated in place; block_out [B, S, H, d] (compute dtype or f32)
+  // and block_lse f32 [B, H, S] are what attention() gave for the block. Last dimensions contiguous.
+  virtual void lse_merge(const Tensor& out, const Tensor& lse, const Tensor& block_out, const Tensor& block_lse) = 0;
+  // The checks every backend's lse_merge makes first (shapes, dtypes, devices), throwing kInvalidArgument.
+  void check_lse_merge(const Tensor& out, const Tensor& lse, const Tensor& block_out, const Tensor& block_lse);
 
   // Elementwise; y may alias an input. Shapes equal.
   virtual void silu(const Tensor& y, const Tensor& x) = 0;

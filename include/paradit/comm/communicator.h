@@ -91,6 +91,13 @@ class Communicator {
   // Error(kCancelled, "rank <world rank> failed: <reason>"). Never blocks, never throws.
   virtual void abort(const std::string& reason) noexcept = 0;
 
+  // Transports that run in the device's stream order (NCCL) may return from a call before its transfer is
+  // complete: the device's later work waits for it, the host does not. This waits on the host until every
+  // transfer this rank issued through the family is complete, and throws as a call would if one failed (so a
+  // request whose last transfer failed is not reported as done). Host transports finish every call before
+  // returning: nothing to wait for.
+  virtual void wait_all() {}
+
   // ---- Conveniences: one tensor cut along a dimension ----
 
   // Piece p of send along dim (send_counts[p] long) goes to rank p; the piece from rank p lands in piece p

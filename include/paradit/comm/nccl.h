@@ -21,11 +21,13 @@ bool nccl_available(std::string* why = nullptr);
 // GPUs). Call once from one thread, then hand communicator i to the worker thread of GPU i. The backends must
 // outlive the communicators, and a communicator must outlive the requests it started.
 //
-// Each call waits for the backend's queued work (its inputs), runs on the communicator's own stream and returns
-// when the transfer is complete (start() returns at once; wait() completes it), polled by a watchdog that
-// turns NCCL errors, a failure on another rank of this process, and the timeout into exceptions after
-// aborting the NCCL communicator, so no GPU kernel is left spinning. NCCL cannot check that the pieces two
-// ranks exchange agree in size: a mismatch is an error NCCL may report, or a timeout.
+// Calls run in stream order: the transfer runs on the communicator's own stream behind the backend's queued
+// work (its inputs), the backend's stream waits for it, and the call returns once NCCL has accepted it — the
+// host never waits for a transfer (start() returns at once; wait() puts the backend's stream behind it; barrier()
+// and wait_all() do wait). A watchdog thread times every transfer: an NCCL or CUDA error, a failure on another
+// rank of this process, or the timeout fails the family and aborts every NCCL communicator of it (so no GPU
+// kernel is left spinning and host waits return), and each rank's next call throws. NCCL cannot check that the
+// pieces two ranks exchange agree in size: a mismatch is an error NCCL may report, or a timeout.
 std::vector<std::unique_ptr<Communicator>> create_nccl_communicators(const std::vector<Backend*>& backends);
 
 }  // namespace paradit

@@ -15,12 +15,29 @@ namespace paradit {
 // SP rank s = ulysses.rank() + U·ring.rank() holds part s — text rows, image rows, both, or (with more ranks than
 // tokens) none. Every op of the model but attention works token by token, so it runs on the local rows alone;
 // attention is usp_attention over the group. Neither T, N nor the head count needs to divide anything.
+//
+// Tensor parallelism (FluxTensorShard) composes with it: the ranks of a tp group hold the same rows and each a
+// share of every block's heads and MLP columns; Ulysses then splits a rank's own heads further.
 struct FluxParallel {
-  Communicator* ulysses = nullptr;
+  Communicator* ulysses = nullptr;  // both null, or both set: no sequence parallelism
   Communicator* ring = nullptr;
+  // Tensor parallel group of a model loaded with FluxTensorShard{tp->rank(), tp->size()}; null for an unsharded
+  // model.
+  Communicator* tp = nullptr;
 
-  int parts() const { return ulysses->size() * ring->size(); }
-  int part() const { return ulysses->rank() + ulysses->size() * ring->rank(); }
+  int parts() const { return ulysses ? ulysses->size() * ring->size() : 1; }
+  int part() const { return ulysses ? ulysses->rank() + ulysses->size() * ring->rank() : 0; }
+};
+
+// The share of the transformer's weights that tensor-parallel rank `rank` of `size` holds (Megatron-style, heads
+// included): of every block, attention heads SequenceShard(H, size) part rank — their q, k, v rows and the same
+// columns of the output projection — and MLP columns SequenceShard(4D, size) part rank — rows of the first MLP
+// linear, columns of the second; of every adaLN modulation linear, rows SequenceShard(width, size) part rank.
+// The biases of the row-parallel linears (proj, mlp.2, linear2) are held by rank 0 alone, so the sum over the
+// ranks adds them once. Embedders, norms and the final projection (small) are whole on every rank. Counts need
+// not divide: with more ranks than heads some ranks hold none, and only their MLP share.
+struct FluxTensorShard {
+  int rank = 0, size = 1;
 };
 
 // The rows of the joint sequence that SP part `part` of `parts` holds: a contiguous range, text rows first.
@@ -52,8 +69,9 @@ struct FluxBlockRange {
 };
 
 // Attention against K/V kept across forwards (PipeFusion's and patch parallel's stale K/V,
-// parallel/stale_kv.h): the forward gives each block's fresh q, k, v of its rows and the attention decides which
-// keys they meet. `layer` is the block index of FluxBlockRange. q, k, v, out: [B, rows, H, d].
+// models/flux_stale_kv.h): the forward gives each block's fresh q, k, v of its rows and the attention decides which
+// keys they meet. `layer` is the block index of FluxBlockRange. q, k, v, out: [B, rows, H, d] (H: this rank's heads
+// under tensor parallelism; a rank that holds none is never called).
 class FluxKvAttention {
  public:
   virtual ~FluxKvAttention() = default;
@@ -74,26 +92,33 @@ struct FluxPartInputs {
   std::vector<float> timestep, guidance;  // [B] each, as FluxInputs
   Tensor img_ids, txt_ids;                // the whole sequence's, host f32
   FluxKvAttention* attention = nullptr;   // required: every block's attention goes through it
+  Communicator* tp = nullptr;             // a sharded model's tp group, as FluxParallel::tp
 };
 
 class FluxTransformer {
  public:
-  // Uploads the weights of the checkpoint to the backend in its compute dtype: the blocks of `blocks` only.
+  // Uploads the weights of the checkpoint to the backend in its compute dtype: the blocks of `blocks` only, and
+  // with a shard only this rank's slices of them, read from the (memory-mapped) checkpoint: a model too big for one
+  // device loads over several.
   static std::unique_ptr<FluxTransformer> load(Backend& backend, const FluxCheckpoint& checkpoint,
-                                               FluxBlockRange blocks = {});
+                                               FluxTensorShard shard = {}, FluxBlockRange blocks = {});
   // Random weights (Backend::fill_random) for benchmarks: same shapes, memory and arithmetic as the real model.
+  // A shard holds the slices of the unsharded model's tensors (each made whole on the device, one at a time, and
+  // cut), so every tp degree computes the same function.
   static std::unique_ptr<FluxTransformer> random(Backend& backend, const FluxConfig& config, uint64_t seed,
-                                                 FluxBlockRange blocks = {});
+                                                 FluxTensorShard shard = {}, FluxBlockRange blocks = {});
 
   virtual ~FluxTransformer() = default;
   const FluxConfig& config() const { return config_; }
-  // Bytes of weights held on the device.
+  const FluxTensorShard& tensor_shard() const { return shard_; }
+  // Bytes of weights held on the device (this rank's share under tensor parallelism).
   virtual size_t weight_bytes() const = 0;
 
   // Predicted velocity [B, N, out_channels] in compute dtype.
   virtual Tensor forward(const FluxInputs& in) = 0;
-  // The same, sequence-parallel: a collective of every rank of parallel's SP group, each passing its rows.
-  // Returns this rank's image rows of the velocity, [B, image_count, out_channels].
+  // The same, parallel: a collective of every rank of parallel's SP and tp groups, each passing its rows (the
+  // ranks of a tp group the same rows). Returns this rank's image rows of the velocity,
+  // [B, image_count, out_channels]. A sharded model (tensor_shard().size > 1) needs parallel.tp, of that size.
   virtual Tensor forward(const FluxInputs& in, const FluxParallel& parallel) = 0;
   // The held blocks over some rows (FluxPartInputs). Returns the stream [B, rows, hidden] after the last held
   // block, or — when the model holds the last block — the velocity of the image rows [B, image_rows, out_channels].
@@ -102,8 +127,9 @@ class FluxTransformer {
   virtual FluxBlockRange blocks() const = 0;  // end resolved
 
  protected:
-  explicit FluxTransformer(FluxConfig config) : config_(config) {}
+  FluxTransformer(FluxConfig config, FluxTensorShard shard) : config_(config), shard_(shard) {}
   FluxConfig config_;
+  FluxTensorShard shard_;
 };
 
 }  // namespace paradit

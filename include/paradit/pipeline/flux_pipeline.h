@@ -69,6 +69,10 @@ struct FluxNetworkConfigs {
   ClipTextConfig clip = ClipTextConfig::clip_l();
   T5Config t5 = T5Config::v1_1_xxl();
   VaeConfig vae = VaeConfig::flux();
+
+  // models/tiny-flux's widths and depths with the real vocabularies (so that real token ids fit): every stage of
+  // a random pipeline of these runs in seconds on a CPU (smoke tests, `bench pipeline --tiny`).
+  static FluxNetworkConfigs tiny();
 };
 
 // The methods that keep K/V across steps (PipeFusion over the mesh's pp dimension, patch parallel over its
@@ -91,13 +95,26 @@ struct FluxPipelineOptions {
   // and broadcasts the embeddings): their text encoders are loaded only if they are ever asked to encode, which
   // saves FLUX.1's 10 GB of T5-XXL and CLIP on every other device, and their load is logged at debug level.
   bool encodes_prompts = true;
+  // The share of the transformer's weights this rank loads (tensor parallelism: the engine sets the rank's tp
+  // coordinate and degree); generate_rank then passes the mesh's tp group to it.
+  FluxTensorShard tensor_parallel;
+  // The methods that keep K/V across steps (the engine sets the blocks of the rank's PipeFusion stage).
   FluxStaleOptions stale;
 };
 
 // One generation request (FluxPipeline.__call__'s arguments that matter here).
+// A prompt as token ids: what CLIPTokenizer (FLUX.1: 77 ids) and the T5 tokenizer (max_sequence_length ids) give.
+struct FluxPromptTokens {
+  std::vector<int32_t> clip, t5;
+};
+
 struct FluxRequest {
   std::string prompt;
   std::optional<std::string> negative_prompt;  // true CFG when given and true_cfg_scale > 1 (diffusers' rule)
+  // Token ids in place of the text (then prompt / negative_prompt are not read). A pipeline without tokenizers
+  // (FluxPipeline::random: benchmarks) takes only these. The T5 ids set the sequence length: max_sequence_length
+  // must be 0 or their count, and a negative prompt's T5 ids must be as many.
+  std::optional<FluxPromptTokens> prompt_tokens, negative_prompt_tokens;
   float true_cfg_scale = 1.0f;                 // v = v_neg + s·(v_pos − v_neg)
   float guidance = 3.5f;                       // the distilled guidance of dev models; schnell has none
   int steps = 0;                               // 0: the variant's default (28 dev, 4 schnell)
@@ -109,7 +126,7 @@ struct FluxRequest {
   Tensor init_latents;
 };
 
-// Whether a request runs true CFG: a negative prompt and a CFG scale above 1 (diffusers' rule).
+// Whether a request runs true CFG: a negative prompt (text or tokens) and a CFG scale above 1 (diffusers' rule).
 bool uses_true_cfg(const FluxRequest& request);
 
 struct FluxProgress {
@@ -160,9 +177,10 @@ class FluxPipeline {
   static std::unique_ptr<FluxPipeline> load(Backend& backend, const FluxPipelineSources& sources,
                                             const FluxPipelineOptions& options = {});
   // Every network from random weights (each model's ::random; seed, seed + 1, ... per network) for benchmarks:
-  // the real shapes, memory and arithmetic, images of noise. There are no tokenizers: encode_prompt and generate
-  // throw kInvalidArgument; encode_tokens, denoise and decode run as in a loaded pipeline. Throws as load does
-  // when the configs do not fit together.
+  // the real shapes, memory and arithmetic, images of noise. There are no tokenizers: encode_prompt, and requests
+  // with prompts as text, throw kInvalidArgument; requests with token ids (FluxRequest::prompt_tokens),
+  // encode_tokens, denoise and decode run as in a loaded pipeline. Throws as load does when the configs do not fit
+  // together.
   static std::unique_ptr<FluxPipeline> random(Backend& backend, const FluxNetworkConfigs& configs, uint64_t seed,
                                               const FluxPipelineOptions& options = {});
   virtual ~FluxPipeline() = default;
@@ -173,6 +191,10 @@ class FluxPipeline {
   // "tiny-flux", "FLUX.1-dev", the diffusion model's file name: for messages and PNG metadata.
   virtual const std::string& model_name() const = 0;
   virtual double load_seconds() const = 0;
+  // Bytes of the transformer's weights on this pipeline's device (this rank's share under tensor parallelism),
+  // and of every network's weights held there now (text encoders only while loaded).
+  virtual size_t transformer_weight_bytes() const = 0;
+  virtual size_t weight_bytes() const = 0;
 
   virtual FluxResult generate(const FluxRequest& request, const FluxProgressCallback& progress = {}) = 0;
   // This rank's part of generate() over ctx's mesh: a collective of every rank of ctx.world, each passing the

@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,22 @@ struct EngineOptions {
   // Makes rank r's backend, on rank r's worker thread; unset: from device and threads_per_rank. For devices of
   // one's own, and for tests that make one rank fail.
   std::function<std::unique_ptr<Backend>(int rank)> make_backend;
+  // Makes rank r's pipeline on its backend; unset: FluxPipeline::load from `sources`. For pipelines of random
+  // weights (benchmarks: FluxPipeline::random).
+  std::function<std::unique_ptr<FluxPipeline>(Backend& backend, int rank, const FluxPipelineOptions& options)>
+      make_pipeline;
+  // The transformer's config, which PipeFusion's stage split needs before any rank loads; unset: read from
+  // `sources` (set it with make_pipeline).
+  std::optional<FluxConfig> transformer_config;
+};
+
+// One rank's device memory.
+struct RankMemory {
+  size_t transformer_weight_bytes = 0;  // its share of the transformer under tensor parallelism
+  size_t weight_bytes = 0;              // every network's weights it holds now
+  // The high-water mark of device memory in use during the last request (weights included), where the backend
+  // can tell (CUDA); none before the first request or on CPU ranks.
+  std::optional<size_t> peak_bytes;
 };
 
 class Engine {
@@ -59,6 +76,8 @@ class Engine {
   virtual FluxResult generate(const FluxRequest& request, const FluxProgressCallback& progress = {}) = 0;
   // Every rank's outcome of the last request: Ok, its own error, or kCancelled by another rank's failure.
   virtual std::vector<Status> last_outcomes() const = 0;
+  // Every rank's device memory, by world rank.
+  virtual std::vector<RankMemory> memory() const = 0;
 };
 
 }  // namespace paradit

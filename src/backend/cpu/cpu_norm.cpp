@@ -1,5 +1,6 @@
-// layer_norm_modulate, layer_norm and rms_norm_rope: one row per loop iteration, statistics accumulated in
-// double (this is the reference the bf16 kernels are judged by, so it should not add error of its own).
+// layer_norm_modulate (alone and after a gated add), layer_norm and rms_norm_rope: one row per loop iteration,
+// statistics accumulated in double (this is the reference the bf16 kernels are judged by, so it should not add
+// error of its own).
 #include <cmath>
 
 #include "backend/cpu/cpu_backend.h"
@@ -64,6 +65,23 @@ void CpuBackend::layer_norm_modulate(const Tensor& y, const Tensor& x, const Ten
       for (int64_t i = 0; i < D; ++i) yp[i] = float((xp[i] - mean) * rstd);
     }
   });
+}
+
+// The reference is the two ops in sequence, which is what the fused kernels must reproduce.
+void CpuBackend::gated_add_layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& delta,
+                                               const Tensor& gate, const Tensor& shift, const Tensor& scale,
+                                               float eps) {
+  const char* op = "gated_add_layer_norm_modulate";
+  // Everything the second op checks is checked before the first one writes x.
+  const bool shapes_fit = x.dim() == 3 && y.shape() == x.shape() && shift.defined() && scale.defined() &&
+                          shift.shape() == Shape{x.size(0), x.size(2)} && scale.shape() == shift.shape();
+  PD_REQUIRE(shapes_fit,
+             op, ": y ", y.desc(), ", x ", x.desc(), ", shift ", shift.desc(), " and scale ", scale.desc(),
+             " must be [B, S, D], [B, S, D], [B, D] and [B, D]");
+  PD_REQUIRE(!cpu::may_overlap(y, delta) && !cpu::may_overlap(y, gate), op, ": y ", y.desc(),
+             " overlaps delta or gate");
+  gated_add(x, delta, gate);
+  layer_norm_modulate(y, x, shift, scale, eps);
 }
 
 void CpuBackend::layer_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias, float eps) {

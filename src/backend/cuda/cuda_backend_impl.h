@@ -50,10 +50,13 @@ class CudaBackendImpl final : public CudaBackend {
                              const Tensor& gate) override;
   void layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale,
                            float eps) override;
+  void gated_add_layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& delta, const Tensor& gate,
+                                     const Tensor& shift, const Tensor& scale, float eps) override;
   void rms_norm_rope(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& cos, const Tensor& sin,
                      float eps) override;
   void attention(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                  float scale) override;
+  void lse_merge(const Tensor& out, const Tensor& lse, const Tensor& block_out, const Tensor& block_lse) override;
 
   void silu(const Tensor& y, const Tensor& x) override;
   void gelu_tanh(const Tensor& y, const Tensor& x) override;

@@ -10,6 +10,7 @@
 #include "backend/cuda/elementwise.h"
 #include "backend/cuda/group_norm.h"
 #include "backend/cuda/layer_norm.h"
+#include "backend/cuda/lse_merge.h"
 #include "backend/cuda/rms_norm_rope.h"
 #include "backend/cuda/scratch.h"
 #include "backend/cuda/text_ops.h"
@@ -146,6 +147,36 @@ void CudaBackendImpl::layer_norm_modulate(const Tensor& y, const Tensor& x, cons
   if (x.numel() == 0) return;
   cuda::DeviceGuard guard(index_);
   cuda::launch_layer_norm_modulate(y, x, shift, scale, eps, stream_);
+}
+
+void CudaBackendImpl::lse_merge(const Tensor& out, const Tensor& lse, const Tensor& block_out,
+                                const Tensor& block_lse) {
+  check_lse_merge(out, lse, block_out, block_lse);
+  if (out.numel() == 0) return;
+  cuda::DeviceGuard guard(index_);
+  cuda::launch_lse_merge(out, lse, block_out, block_lse, stream_);
+}
+
+void CudaBackendImpl::gated_add_layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& delta,
+                                                    const Tensor& gate, const Tensor& shift, const Tensor& scale,
+                                                    float eps) {
+  const char* op = "gated_add_layer_norm_modulate";
+  for (auto [name, t] : {std::pair{"y", &y}, std::pair{"x", &x}, std::pair{"delta", &delta},
+                         std::pair{"gate", &gate}, std::pair{"shift", &shift}, std::pair{"scale", &scale}}) {
+    require_here(op, name, *t);
+    require_dtype(op, name, *t, DType::kBF16);
+    require_rows(op, name, *t);
+  }
+  PD_REQUIRE(x.dim() == 3, op, ": x ", x.desc(), " must be [B, S, D]");
+  require_shape(op, "y", y, x.shape());
+  require_shape(op, "delta", delta, x.shape());
+  const int64_t B = x.size(0), D = x.size(2);
+  for (auto [name, t] : {std::pair{"gate", &gate}, std::pair{"shift", &shift}, std::pair{"scale", &scale}})
+    require_shape(op, name, *t, {B, D});
+  PD_REQUIRE(eps >= 0.0f, op, ": eps ", eps, " is negative");
+  if (x.numel() == 0) return;
+  cuda::DeviceGuard guard(index_);
+  cuda::launch_layer_norm_modulate(y, x, shift, scale, eps, stream_, delta, gate);
 }
 
 void CudaBackendImpl::rms_norm_rope(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& cos,

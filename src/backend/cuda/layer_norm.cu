@@ -2,6 +2,9 @@
 // is read once into registers (16-byte loads), mean and variance are two block reductions over those registers in
 // f32 (two-pass, so no cancellation), and the modulated result is written once — one read and one write of x per
 // call, the minimum. In place is safe: a row is entirely in registers before any of it is written.
+// With a residual update first (x += gate ⊙ delta, the gated add closing the previous block half), the updated row
+// is rounded to bf16 and written back exactly as the gated_add kernel would, and the statistics are taken from
+// those rounded values: the same bits as the two ops in sequence, one pass over x fewer.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/layer_norm.h"
 #include "backend/cuda/vec.cuh"
@@ -14,7 +17,7 @@ enum LnMode : int { kLnPlain = 0, kLnModulate = 1, kLnAffine = 2, kLnAffineBias 
 
 struct LnArgs {
   bf16* y;
-  const bf16* x;
+  bf16* x;  // written only with a residual update
   const bf16* shift;  // kLnModulate
   const bf16* scale;
   const bf16* weight;  // kLnAffine, kLnAffineBias
@@ -22,19 +25,22 @@ struct LnArgs {
   int64_t S, D;
   int64_t x_b, x_s, y_b, y_s, shift_b, scale_b;  // strides in elements
   float eps;
+  const bf16* delta = nullptr;  // residual update (RESID): x += gate ⊙ delta first
+  const bf16* gate = nullptr;
+  int64_t delta_b = 0, delta_s = 0, gate_b = 0;
 };
 
 // Each thread holds up to VPT vectors of VEC elements (vector c of the row goes to thread c % blockDim.x), kept
 // as raw bf16 and converted again in each pass: half the registers of an f32 copy, so more blocks fit on an SM
 // and more loads are in flight — this kernel is bound by memory latency, not arithmetic. shift/scale are read
 // after the statistics: they are rows of a small [B, 6D] buffer that every row of the batch shares (L2 hits).
-template <int VEC, int VPT, int MODE>
+template <int VEC, int VPT, int MODE, bool RESID>
 __global__ void __launch_bounds__(1024) layer_norm_modulate_kernel(LnArgs a) {
   constexpr bool MOD = MODE == kLnModulate;
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   const int64_t b = row / a.S, s = row % a.S;
-  const bf16* x = a.x + b * a.x_b + s * a.x_s;
+  bf16* x = a.x + b * a.x_b + s * a.x_s;
   const int nvec = int(a.D / VEC);
 
   Vec<bf16, VEC> xr[VPT];
@@ -42,6 +48,24 @@ __global__ void __launch_bounds__(1024) layer_norm_modulate_kernel(LnArgs a) {
   for (int i = 0; i < VPT; ++i) {
     const int c = threadIdx.x + i * blockDim.x;
     if (c < nvec) xr[i].load(x + int64_t(c) * VEC);
+  }
+  if constexpr (RESID) {
+    const bf16* delta = a.delta + b * a.delta_b + s * a.delta_s;
+    const bf16* gate = a.gate + b * a.gate_b;
+#pragma unroll
+    for (int i = 0; i < VPT; ++i) {
+      const int c = threadIdx.x + i * blockDim.x;
+      if (c < nvec) {
+        float v[VEC], d[VEC], g[VEC];
+        xr[i].to_f32(v);
+        load_f32<VEC>(delta + int64_t(c) * VEC, d);
+        load_f32<VEC>(gate + int64_t(c) * VEC, g);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) v[j] = fmaf(g[j], d[j], v[j]);
+        xr[i].from_f32(v);  // rounded to bf16: the statistics see what is stored
+        xr[i].store(x + int64_t(c) * VEC);
+      }
+    }
   }
 
   float sum = 0.0f;
@@ -107,7 +131,7 @@ __global__ void __launch_bounds__(1024) layer_norm_modulate_kernel(LnArgs a) {
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-template <int VEC, int MODE>
+template <int VEC, int MODE, bool RESID = false>
 void launch_vec(const char* op, const LnArgs& a, int64_t rows, cudaStream_t stream) {
   const int64_t nvec = a.D / VEC;
   // Fewest vectors per thread that keep the block at ≤ 256 threads (≤ 1024 for very wide rows).
@@ -120,11 +144,11 @@ void launch_vec(const char* op, const LnArgs& a, int64_t rows, cudaStream_t stre
   const unsigned threads = unsigned((threads_needed + 31) / 32 * 32);
   const unsigned blocks = unsigned(rows);
   switch (vpt) {
-    case 1: layer_norm_modulate_kernel<VEC, 1, MODE><<<blocks, threads, 0, stream>>>(a); break;
-    case 2: layer_norm_modulate_kernel<VEC, 2, MODE><<<blocks, threads, 0, stream>>>(a); break;
-    case 4: layer_norm_modulate_kernel<VEC, 4, MODE><<<blocks, threads, 0, stream>>>(a); break;
-    case 8: layer_norm_modulate_kernel<VEC, 8, MODE><<<blocks, threads, 0, stream>>>(a); break;
-    default: layer_norm_modulate_kernel<VEC, 16, MODE><<<blocks, threads, 0, stream>>>(a); break;
+    case 1: layer_norm_modulate_kernel<VEC, 1, MODE, RESID><<<blocks, threads, 0, stream>>>(a); break;
+    case 2: layer_norm_modulate_kernel<VEC, 2, MODE, RESID><<<blocks, threads, 0, stream>>>(a); break;
+    case 4: layer_norm_modulate_kernel<VEC, 4, MODE, RESID><<<blocks, threads, 0, stream>>>(a); break;
+    case 8: layer_norm_modulate_kernel<VEC, 8, MODE, RESID><<<blocks, threads, 0, stream>>>(a); break;
+    default: layer_norm_modulate_kernel<VEC, 16, MODE, RESID><<<blocks, threads, 0, stream>>>(a); break;
   }
   PD_CUDA_CHECK_LAUNCH("layer_norm_modulate_kernel");
 }
@@ -132,13 +156,13 @@ void launch_vec(const char* op, const LnArgs& a, int64_t rows, cudaStream_t stre
 }  // namespace
 
 void launch_layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale,
-                                float eps, cudaStream_t stream) {
+                                float eps, cudaStream_t stream, const Tensor& delta, const Tensor& gate) {
   const int64_t B = x.size(0), S = x.size(1), D = x.size(2);
   if (B * S == 0 || D == 0) return;
   PD_REQUIRE(B * S < (int64_t(1) << 31), "layer_norm_modulate: ", B * S, " rows is above the grid limit");
   const bool mod = shift.defined();
   LnArgs a{y.data_as<bf16>(),
-           x.data_as<bf16>(),
+           const_cast<bf16*>(x.data_as<bf16>()),
            mod ? shift.data_as<bf16>() : nullptr,
            mod ? scale.data_as<bf16>() : nullptr,
            nullptr,
@@ -155,6 +179,19 @@ void launch_layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& 
   bool vec8 = D % 8 == 0 && aligned16(a.x) && aligned16(a.y) && a.x_b % 8 == 0 && a.x_s % 8 == 0 &&
               a.y_b % 8 == 0 && a.y_s % 8 == 0;
   if (mod) vec8 = vec8 && aligned16(a.shift) && aligned16(a.scale) && a.shift_b % 8 == 0 && a.scale_b % 8 == 0;
+  if (delta.defined()) {
+    const char* op = "gated_add_layer_norm_modulate";
+    a.delta = delta.data_as<bf16>();
+    a.gate = gate.data_as<bf16>();
+    a.delta_b = delta.stride(0);
+    a.delta_s = delta.stride(1);
+    a.gate_b = gate.stride(0);
+    vec8 = vec8 && aligned16(a.delta) && aligned16(a.gate) && a.delta_b % 8 == 0 && a.delta_s % 8 == 0 &&
+           a.gate_b % 8 == 0;
+    vec8 ? launch_vec<8, kLnModulate, true>(op, a, B * S, stream)
+         : launch_vec<1, kLnModulate, true>(op, a, B * S, stream);
+    return;
+  }
   const char* op = "layer_norm_modulate";
   if (vec8)
     mod ? launch_vec<8, kLnModulate>(op, a, B * S, stream) : launch_vec<8, kLnPlain>(op, a, B * S, stream);
@@ -195,7 +232,7 @@ void launch_layer_norm(const Tensor& y, const Tensor& x, const Tensor& weight, c
   PD_REQUIRE(B * S < (int64_t(1) << 31), op, ": ", B * S, " rows is above the grid limit");
   const bool has_bias = bias.defined();
   LnArgs a{y.data_as<bf16>(),
-           x.data_as<bf16>(),
+           const_cast<bf16*>(x.data_as<bf16>()),
            nullptr,
            nullptr,
            weight.data_as<bf16>(),

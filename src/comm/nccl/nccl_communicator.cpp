@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "comm/comm_text.h"
+#include "paradit/backend/cuda_backend.h"
 #include "paradit/core/log.h"
 
 namespace paradit::detail {
@@ -31,10 +32,119 @@ ncclConfig_t nonblocking_config() {
   return config;
 }
 
+void NcclHandle::abort_locked() noexcept {
+  if (comm) ncclCommAbort(comm);
+  comm = nullptr;
+}
+
+NcclDomain::~NcclDomain() {
+  {
+    std::lock_guard lk(mu);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (watchdog_.joinable()) watchdog_.join();
+  for (const NcclPending& p : pending_) cudaEventDestroy(p.done);
+}
+
 void NcclDomain::fail(Status s) {
   std::lock_guard lk(mu);
   if (failure.ok()) failure = std::move(s);
   failed = true;
+}
+
+void NcclDomain::fail_and_abort(Status s) {
+  fail(std::move(s));
+  abort_handles();
+}
+
+void NcclDomain::abort_handles() {
+  std::vector<std::shared_ptr<NcclHandle>> live;
+  {
+    std::lock_guard lk(mu);
+    handles_aborted_ = true;
+    for (const auto& w : handles_)
+      if (auto h = w.lock()) live.push_back(std::move(h));
+  }
+  // The failure is recorded first: a rank holding a handle's lock sees it before it issues anything more.
+  for (const auto& h : live) {
+    std::lock_guard lk(h->mu);
+    h->abort_locked();
+  }
+}
+
+void NcclDomain::wake() {
+  {
+    std::lock_guard lk(mu);
+    if (!watchdog_.joinable()) watchdog_ = std::thread([this] { watchdog_loop(); });
+  }
+  cv_.notify_all();
+}
+
+void NcclDomain::add(const std::shared_ptr<NcclHandle>& h) {
+  std::lock_guard lk(mu);
+  std::erase_if(handles_, [](const std::weak_ptr<NcclHandle>& w) { return w.expired(); });
+  handles_.push_back(h);
+}
+
+void NcclDomain::watch(NcclPending p) {
+  {
+    std::lock_guard lk(mu);
+    pending_.push_back(std::move(p));
+    if (!watchdog_.joinable()) watchdog_ = std::thread([this] { watchdog_loop(); });
+  }
+  cv_.notify_all();
+}
+
+bool NcclDomain::busy(int device) {
+  std::lock_guard lk(mu);
+  for (const NcclPending& p : pending_)
+    if (p.device == device) return true;
+  return false;
+}
+
+void NcclDomain::watchdog_loop() {
+  std::unique_lock lk(mu);
+  while (!stop_) {
+    // A failure recorded elsewhere (a rank's abort()): free whatever waits on a peer that will not come.
+    if (failed && !handles_aborted_) {
+      lk.unlock();
+      abort_handles();
+      lk.lock();
+      continue;
+    }
+    if (pending_.empty()) {
+      cv_.wait(lk, [&] { return stop_ || !pending_.empty() || (failed && !handles_aborted_); });
+      continue;
+    }
+    // Completed work leaves the list; the first failure or overdue transfer fails the domain. Events are polled
+    // in issue order, but any of them may complete first (they run on different streams).
+    Status failure;
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      const cudaError_t e = cudaEventQuery(it->done);
+      if (e == cudaSuccess) {
+        cudaEventDestroy(it->done);
+        it = pending_.erase(it);
+        continue;
+      }
+      if (e != cudaErrorNotReady && failure.ok())
+        failure = Status(StatusCode::kUnavailable, detail::concat("a transfer on cuda:", it->device,
+                                                                  " failed: ", cudaGetErrorString(e)));
+      else if (now > it->deadline && failure.ok())
+        failure = Status(StatusCode::kTimeout, it->timeout_message());
+      ++it;
+    }
+    if (!failure.ok() && !failed) {
+      lk.unlock();
+      fail_and_abort(std::move(failure));
+      lk.lock();
+      continue;  // the aborted transfers complete now (or soon): keep draining
+    }
+    lk.unlock();
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    lk.lock();
+  }
 }
 
 Status NcclDomain::status() {
@@ -78,37 +188,29 @@ void Staged::unpack(Backend& be) const {
 
 class NcclRequest final : public CommRequest {
  public:
-  NcclRequest(NcclCommunicator& comm, Backend& be, Clock::time_point deadline, cudaEvent_t done,
-              std::vector<Staged> sends, std::vector<Staged> recvs, std::string timeout_message)
+  NcclRequest(NcclCommunicator& comm, Backend& be, Clock::time_point deadline, std::vector<Staged> sends,
+              std::vector<Staged> recvs, std::string timeout_message)
       : comm_(comm),
         be_(be),
         deadline_(deadline),
-        done_(done),
         sends_(std::move(sends)),
         recvs_(std::move(recvs)),
         timeout_message_(std::move(timeout_message)) {}
 
   ~NcclRequest() override {
-    // The transfers may still be writing into buffers this request keeps alive: finish (or fail) first.
+    // The backend's later work may reuse these buffers: it must wait for the transfers first.
     if (!complete_) {
       const Status s = capture([&] { wait(); });
       if (!s.ok()) PD_LOG(kWarn, "a send/recv batch dropped without wait() ended with ", s.to_string());
     }
-    cudaEventDestroy(done_);
   }
 
+  // In stream order: the backend's stream waits for the transfers, the host does not. The buffers may then be
+  // released, since everything the backend does with their memory afterwards runs after the transfers.
   void wait() override {
     if (complete_) return;
-    comm_.watch(
-        deadline_,
-        [&] {
-          const cudaError_t e = cudaEventQuery(done_);
-          if (e == cudaErrorNotReady) return false;
-          comm_.check_cuda(e, "cudaEventQuery");
-          return true;
-        },
-        [&] { return timeout_message_; });
     complete_ = true;
+    comm_.join_compute(deadline_, [m = timeout_message_] { return m; });
     for (const Staged& r : recvs_) r.unpack(be_);
   }
 
@@ -116,8 +218,7 @@ class NcclRequest final : public CommRequest {
   NcclCommunicator& comm_;
   Backend& be_;
   Clock::time_point deadline_;
-  cudaEvent_t done_;
-  std::vector<Staged> sends_, recvs_;  // kept alive until the transfers are complete
+  std::vector<Staged> sends_, recvs_;  // kept alive until the backend's stream is behind the transfers
   std::string timeout_message_;
   bool complete_ = false;
 };
@@ -127,41 +228,56 @@ class NcclRequest final : public CommRequest {
 NcclCommunicator::NcclCommunicator(Backend& be, ncclComm_t comm, std::shared_ptr<NcclDomain> domain,
                                    std::string group_id, std::string name, std::vector<int> members, int rank)
     : be_(be),
+      handle_(std::make_shared<NcclHandle>()),
       comm_(comm),
       domain_(std::move(domain)),
       group_id_(std::move(group_id)),
       name_(std::move(name)),
       members_(std::move(members)),
       rank_(rank) {
+  handle_->comm = comm;
   const Status s = capture([&] {
+    auto* cuda = dynamic_cast<CudaBackend*>(&be_);
+    PD_REQUIRE(cuda != nullptr, "NCCL communicator on ", be_.name(), ": a CUDA backend is needed");
+    compute_ = static_cast<cudaStream_t>(cuda->stream());
+    std::lock_guard lk(handle_->mu);
     check_cuda(cudaSetDevice(be_.device().index), "cudaSetDevice");
     check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
     scratch_ = be_.empty({1}, DType::kF32);
   });
   if (!s.ok()) {  // the destructor will not run
-    abort_nccl();
+    handle_->abort_locked();
     if (stream_) cudaStreamDestroy(stream_);
     throw Error(s);
   }
+  domain_->add(handle_);
 }
 
 NcclCommunicator::~NcclCommunicator() {
   cudaSetDevice(be_.device().index);
-  // ncclCommFinalize/ncclCommDestroy wait for the peers, and would hang here if one is gone. Every operation
-  // of this communicator is complete by now (calls return complete, requests finish before they go), so
-  // aborting only frees its resources.
-  abort_nccl();
+  // Transfers still running would use the stream and buffers freed below: wait for them (the watchdog fails them
+  // at their deadline, and aborting drains them).
+  if (stream_) cudaStreamSynchronize(stream_);
+  // ncclCommFinalize/ncclCommDestroy wait for the peers, and would hang here if one is gone; aborting only frees
+  // the resources.
+  {
+    std::lock_guard lk(handle_->mu);
+    handle_->abort_locked();
+  }
   if (stream_) cudaStreamDestroy(stream_);
 }
 
-void NcclCommunicator::abort_nccl() noexcept {
-  if (comm_) ncclCommAbort(comm_);
+void NcclCommunicator::throw_if_failed() {
+  if (!domain_->failed) return;
+  handle_->abort_locked();
   comm_ = nullptr;
+  throw Error(domain_->status());
 }
 
 void NcclCommunicator::fail(Status s) {
   domain_->fail(std::move(s));
-  abort_nccl();
+  handle_->abort_locked();
+  comm_ = nullptr;
   throw Error(domain_->status());
 }
 
@@ -186,10 +302,7 @@ void NcclCommunicator::require_device(const Tensor& t, const char* op) const {
 void NcclCommunicator::watch(Clock::time_point deadline, const std::function<bool()>& done,
                              const std::function<std::string()>& timeout_message) {
   for (int polls = 0;; ++polls) {
-    if (domain_->failed) {
-      abort_nccl();
-      throw Error(domain_->status());
-    }
+    throw_if_failed();
     if (done()) return;
     ncclResult_t async = ncclSuccess;
     check(ncclCommGetAsyncError(comm_, &async), "ncclCommGetAsyncError");
@@ -206,14 +319,15 @@ void NcclCommunicator::watch(Clock::time_point deadline, const std::function<boo
 
 void NcclCommunicator::issue_group(Clock::time_point deadline, const std::function<void(FirstError&)>& issue,
                                    const std::function<std::string()>& timeout_message) {
-  if (domain_->failed) {
-    abort_nccl();
-    throw Error(domain_->status());
-  }
+  throw_if_failed();
   check_cuda(cudaSetDevice(be_.device().index), "cudaSetDevice");
-  // NCCL runs on stream_, the backend on its own: wait for the backend's queued work, which wrote the inputs
-  // and may still read buffers this call overwrites (Ring's double buffers).
-  be_.synchronize();
+  // NCCL runs on stream_, the backend on its own: stream_ waits (on the GPU) for the backend's queued work.
+  cudaEvent_t inputs = nullptr;
+  check_cuda(cudaEventCreateWithFlags(&inputs, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+  cudaError_t e = cudaEventRecord(inputs, compute_);
+  if (e == cudaSuccess) e = cudaStreamWaitEvent(stream_, inputs, 0);
+  cudaEventDestroy(inputs);  // released once the wait is done
+  check_cuda(e, "cudaEventRecord/cudaStreamWaitEvent");
   check(ncclGroupStart(), "ncclGroupStart");
   FirstError first;
   issue(first);
@@ -229,29 +343,61 @@ void NcclCommunicator::issue_group(Clock::time_point deadline, const std::functi
       timeout_message);
 }
 
-std::string NcclCommunicator::collective_timeout(const std::string& op, uint64_t seq) {
-  const std::vector<int> late = domain_->behind(group_id_, seq);
-  const std::string who = late.empty() ? std::string("every rank arrived but NCCL did not complete (a stalled link?)")
-                                       : ranks_str(members_, late) + " did not arrive";
-  return detail::concat(op, " (call #", seq - 1, ") on group ", describe(), " timed out after ", seconds_str(timeout()),
-                        ": ", who, "; ", ranks_str(members_, {rank_}), " gave up waiting");
+std::function<std::string()> NcclCommunicator::timeout_message(const std::string& op, uint64_t seq) const {
+  // The watchdog may call it after this communicator is gone: everything is captured by value.
+  return [domain = domain_, group = group_id_, members = members_, rank = rank_, t = timeout(), op, seq,
+          name = describe()] {
+    const std::vector<int> late = domain->behind(group, seq);
+    const std::string who = late.empty()
+                                ? std::string("every rank arrived but NCCL did not complete (a stalled link?)")
+                                : ranks_str(members, late) + " did not arrive";
+    return detail::concat(op, " (call #", seq - 1, ") on group ", name, " timed out after ", seconds_str(t), ": ",
+                          who, "; ", ranks_str(members, {rank}), " gave up waiting");
+  };
+}
+
+void NcclCommunicator::join_compute(Clock::time_point deadline, std::function<std::string()> message) {
+  std::lock_guard lk(handle_->mu);
+  throw_if_failed();
+  check_cuda(cudaSetDevice(be_.device().index), "cudaSetDevice");
+  cudaEvent_t done = nullptr;
+  check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+  cudaError_t e = cudaEventRecord(done, stream_);
+  if (e == cudaSuccess) e = cudaStreamWaitEvent(compute_, done, 0);
+  if (e != cudaSuccess) {
+    cudaEventDestroy(done);
+    check_cuda(e, "cudaEventRecord/cudaStreamWaitEvent");
+  }
+  domain_->watch({done, be_.device().index, deadline, std::move(message)});
 }
 
 void NcclCommunicator::collective(const std::string& op, const std::function<void(FirstError&)>& issue) {
   const uint64_t seq = ++seq_;
   domain_->enter(group_id_, size(), rank_, seq);
   const auto deadline = Clock::now() + timeout();
-  auto message = [&] { return collective_timeout(op, seq); };
-  issue_group(deadline, issue, message);
-  watch(
-      deadline,
-      [&] {
-        const cudaError_t e = cudaStreamQuery(stream_);
-        if (e == cudaErrorNotReady) return false;
-        check_cuda(e, "cudaStreamQuery");
-        return true;
-      },
-      message);
+  const std::function<std::string()> message = timeout_message(op, seq);
+  {
+    std::lock_guard lk(handle_->mu);
+    issue_group(deadline, issue, message);
+  }
+  join_compute(deadline, message);
+}
+
+void NcclCommunicator::wait_all() {
+  const auto deadline = Clock::now() + timeout();
+  for (int polls = 0; domain_->busy(be_.device().index); ++polls) {
+    if (domain_->failed) break;
+    // The watchdog fails overdue transfers itself; this deadline only guards against a watchdog that stalled.
+    if (Clock::now() > deadline) {
+      domain_->fail_and_abort(Status(StatusCode::kTimeout, detail::concat("transfers on group ", describe(),
+                                                                         " still running after ",
+                                                                         seconds_str(timeout()))));
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(polls < 100 ? 20 : 200));
+  }
+  std::lock_guard lk(handle_->mu);
+  throw_if_failed();
 }
 
 std::unique_ptr<CommRequest> NcclCommunicator::start(std::vector<P2POp> ops) {
@@ -270,6 +416,7 @@ std::unique_ptr<CommRequest> NcclCommunicator::start(std::vector<P2POp> ops) {
                      seconds_str(timeout()), ": a peer did not post its side, or NCCL stalled; ",
                      ranks_str(members_, {rank_}), " gave up waiting");
   // Posted as one group, in the order given, so that NCCL matches them pairwise without deadlock.
+  std::lock_guard lk(handle_->mu);
   issue_group(
       deadline,
       [&](FirstError& e) {
@@ -283,12 +430,7 @@ std::unique_ptr<CommRequest> NcclCommunicator::start(std::vector<P2POp> ops) {
         }
       },
       [&] { return message; });
-  cudaEvent_t done = nullptr;
-  check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "cudaEventCreateWithFlags");
-  const cudaError_t recorded = cudaEventRecord(done, stream_);
-  if (recorded != cudaSuccess) cudaEventDestroy(done);
-  check_cuda(recorded, "cudaEventRecord");
-  return std::make_unique<NcclRequest>(*this, be_, deadline, done, std::move(sends), std::move(recvs), message);
+  return std::make_unique<NcclRequest>(*this, be_, deadline, std::move(sends), std::move(recvs), message);
 }
 
 std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key, const std::string& name) {
@@ -316,6 +458,8 @@ std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key, const 
   const uint64_t seq = ++seq_;
   domain_->enter(group_id_, size(), rank_, seq);
   const auto deadline = Clock::now() + timeout();
+  std::lock_guard lk(handle_->mu);
+  throw_if_failed();
   check_cuda(cudaSetDevice(be_.device().index), "cudaSetDevice");
   ChildComm child;
   ncclConfig_t config = nonblocking_config();
@@ -331,7 +475,7 @@ std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key, const 
         }
         return parent != ncclInProgress && state != ncclInProgress;
       },
-      [&] { return collective_timeout("split", seq); });
+      timeout_message("split", seq));
   if (color < 0) return nullptr;
   PD_CHECK(child.comm != nullptr && new_rank >= 0, "ncclCommSplit gave no communicator for color ", color);
   auto comm = std::make_unique<NcclCommunicator>(be_, std::exchange(child.comm, nullptr), domain_,
@@ -342,12 +486,13 @@ std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key, const 
 }
 
 void NcclCommunicator::abort(const std::string& reason) noexcept {
-  // Only marks the family failed: every rank's watchdog (this one's included, at its next call) then aborts its
-  // own NCCL communicator from its own thread.
+  // Marks the family failed and wakes the watchdog, which aborts every NCCL communicator of it (so that ranks
+  // whose streams wait on a transfer this rank will never join are freed); each rank's next call throws.
   try {
     domain_->fail(Status(StatusCode::kCancelled, detail::concat("rank ", world_rank(), " failed: ", reason)));
+    domain_->wake();
   } catch (...) {
-    // Allocation failed while building the message: nothing more can be done without memory.
+    // Allocation failed while building the message, or no thread could be started: the deadlines still apply.
   }
 }
 

@@ -10,11 +10,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "paradit/backend/backend.h"
@@ -23,20 +26,64 @@
 
 namespace paradit::detail {
 
+// One NCCL communicator handle, shared by its NcclCommunicator (which issues on it) and the domain's watchdog
+// (which may abort it from its own thread): every use holds mu, and an aborted handle is never used again.
+struct NcclHandle {
+  std::mutex mu;
+  ncclComm_t comm = nullptr;  // null once aborted
+  // Aborts the communicator (freeing its spinning kernels) unless done already. The caller holds mu.
+  void abort_locked() noexcept;
+};
+
+// Work issued on a stream, not waited for by the host: its completion event, the GPU it runs on, and when it
+// counts as hung.
+struct NcclPending {
+  cudaEvent_t done = nullptr;
+  int device = 0;
+  std::chrono::steady_clock::time_point deadline;
+  std::function<std::string()> timeout_message;
+};
+
 // What the communicators of one process (a world and the groups split from it) share: the first failure —
-// every watchdog polls it, so one failing rank stops the others — and how many collectives each rank has
-// entered per group, so that a timeout names the ranks that did not arrive.
+// every call checks it, so one failing rank stops the others — how many collectives each rank has entered per
+// group, so that a timeout names the ranks that did not arrive, and the watchdog.
+//
+// Transfers run in stream order (the backend's stream waits for them on the GPU, the host does not), so a
+// thread watches their completion events instead: one that fails or outlives its deadline fails the domain and
+// aborts every communicator of it. Aborting frees the NCCL kernels a hung transfer left spinning, so the streams
+// drain, host waits return, and each rank's next call throws the failure.
 struct NcclDomain {
   std::mutex mu;
   std::atomic<bool> failed{false};
   Status failure;
   std::map<std::string, std::vector<uint64_t>> entered;  // group id -> per group rank
 
+  ~NcclDomain();
   void fail(Status s);
   Status status();
   void enter(const std::string& group, int size, int rank, uint64_t seq);
   // Group ranks that have entered fewer than seq collectives.
   std::vector<int> behind(const std::string& group, uint64_t seq);
+
+  void add(const std::shared_ptr<NcclHandle>& h);
+  // Hands pending work to the watchdog (which destroys the event once it has completed).
+  void watch(NcclPending p);
+  // Whether work issued on `device` is still pending.
+  bool busy(int device);
+  // Fails the domain with s and aborts every communicator.
+  void fail_and_abort(Status s);
+  // Starts the watchdog if needed and has it look at the domain now (after fail(): it aborts the communicators).
+  void wake();
+
+ private:
+  void watchdog_loop();
+  void abort_handles();
+  bool handles_aborted_ = false;
+  std::vector<std::weak_ptr<NcclHandle>> handles_;
+  std::deque<NcclPending> pending_;
+  std::condition_variable cv_;
+  std::thread watchdog_;
+  bool stop_ = false;
 };
 
 // A contiguous stand-in for a tensor NCCL cannot address directly (a strided view): packed before a send,
@@ -82,33 +129,45 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<CommRequest> start(std::vector<P2POp> ops) override;
   std::unique_ptr<Communicator> split(int color, int key, const std::string& name) override;
   void abort(const std::string& reason) noexcept override;
+  void wait_all() override;
 
  private:
   friend class NcclRequest;
 
-  // Polls until done() holds, watching NCCL's asynchronous errors, the family's failure and the deadline; on
-  // any of them records the failure, aborts the NCCL communicator (freeing its spinning kernels) and throws.
-  // done() returns false while work is pending; timeout_message() explains a timeout.
+  // Polls (holding handle_->mu) until done() holds, watching NCCL's asynchronous errors, the family's failure and
+  // the deadline; on any of them records the failure, aborts the NCCL communicator and throws. done() returns
+  // false while work is pending; timeout_message() explains a timeout.
   void watch(std::chrono::steady_clock::time_point deadline, const std::function<bool()>& done,
              const std::function<std::string()>& timeout_message);
-  // One collective: enters it in the domain, checks the family's health, waits for the backend's queued work
-  // (the inputs, and earlier reads of buffers this call overwrites), issues the NCCL calls in one group and
-  // waits for the group to be accepted, then for the stream to finish.
+  // One collective: enters it in the domain, checks the family's health, issues the NCCL calls in one group
+  // behind the backend's queued work and puts the backend's stream behind them (issue_group, then
+  // join_compute). Returns before the transfer is complete; the watchdog times it.
   void collective(const std::string& op, const std::function<void(FirstError&)>& issue);
-  // Issues `issue` in an NCCL group on stream_ and waits until the communicator accepted it.
+  // Issues `issue` in an NCCL group on stream_, after the work queued on the backend's stream so far (it wrote
+  // the inputs, and may still read buffers this call overwrites: Ring's double buffers), and waits until the
+  // communicator accepted it.
   void issue_group(std::chrono::steady_clock::time_point deadline, const std::function<void(FirstError&)>& issue,
                    const std::function<std::string()>& timeout_message);
-  // Throws (after failing the family and aborting) unless r is ncclSuccess or ncclInProgress.
+  // Records an event on stream_ after what was issued there, makes the backend's stream wait for it (no host
+  // wait) and hands it to the watchdog with the deadline.
+  void join_compute(std::chrono::steady_clock::time_point deadline, std::function<std::string()> message);
+  // Throws (after failing the family and aborting) unless r is ncclSuccess or ncclInProgress. The caller
+  // holds handle_->mu.
   void check(ncclResult_t r, const char* call);
   void check_cuda(cudaError_t e, const char* call);
   [[noreturn]] void fail(Status s);
-  void abort_nccl() noexcept;
+  // Throws the family's failure if there is one (aborting this communicator first). The caller holds
+  // handle_->mu.
+  void throw_if_failed();
   void require_device(const Tensor& t, const char* op) const;
-  std::string collective_timeout(const std::string& op, uint64_t seq);
+  // What a timeout of collective #seq says: the ranks of the group that had not entered it.
+  std::function<std::string()> timeout_message(const std::string& op, uint64_t seq) const;
 
   Backend& be_;
-  ncclComm_t comm_;
-  cudaStream_t stream_ = nullptr;
+  std::shared_ptr<NcclHandle> handle_;
+  ncclComm_t comm_ = nullptr;    // handle_->comm while it is not aborted (read under handle_->mu)
+  cudaStream_t stream_ = nullptr;  // where this communicator's NCCL work runs
+  cudaStream_t compute_ = nullptr;  // the backend's stream
   std::shared_ptr<NcclDomain> domain_;
   std::string group_id_, name_;
   std::vector<int> members_;

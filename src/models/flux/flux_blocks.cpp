@@ -1,26 +1,112 @@
 #include "models/flux/flux_blocks.h"
 
+#include <algorithm>
 #include <cmath>
+#include <initializer_list>
+#include <utility>
 
+#include "paradit/core/status.h"
+#include "paradit/parallel/sequence_shard.h"
 #include "paradit/parallel/usp_attention.h"
 
 namespace paradit::flux {
 
-Workspace::Workspace(Backend& backend, const FluxConfig& config, int64_t batch, int64_t text_tokens,
-                     int64_t image_tokens)
+Workspace::Workspace(Backend& backend, const FluxConfig& config, const TensorParallelLayout& layout, int64_t batch,
+                     int64_t text_tokens, int64_t image_tokens)
     : T(text_tokens),
       N(image_tokens),
       D(config.hidden()),
-      H(config.num_attention_heads),
-      d(config.attention_head_dim) {
+      H(layout.heads),
+      d(config.attention_head_dim),
+      A(layout.attention()),
+      M(layout.mlp) {
   const int64_t S = T + N;
   z = backend.empty({batch, S, D});
   zn = backend.empty({batch, S, D});
-  qkv = backend.empty({batch, S, 3 * D});
-  cat = backend.empty({batch, S, 5 * D});
-  mod_img = backend.empty({batch, 6 * D});
-  mod_txt = backend.empty({batch, 6 * D});
+  if (A > 0) qkv = backend.empty({batch, S, 3 * A});
+  cat = backend.empty({batch, S, A + M});
+  delta = backend.empty({batch, S, D});
+  for (auto& set : mod_sets)
+    for (Tensor& mod : set) mod = backend.empty({batch, 6 * D});
+  if (layout.shard.size > 1) mod_local = backend.empty({batch, SequenceShard(6 * D, layout.shard.size).max_count()});
   silu_temb = backend.empty({batch, D});
+}
+
+void modulation(Backend& backend, Workspace& ws, const Tensor& mod, const Linear& w) {
+  if (ws.tp == nullptr) {
+    backend.linear(mod, ws.silu_temb, w.w, w.b, Epilogue::kNone);
+    return;
+  }
+  const SequenceShard shard(mod.size(1), ws.tp->size());
+  const Tensor local = ws.mod_local.slice(1, 0, shard.count(ws.tp->rank()));
+  backend.linear(local, ws.silu_temb, w.w, w.b, Epilogue::kNone);
+  ws.tp->all_gather(mod, local, 1, shard.counts());
+}
+
+namespace {
+
+// The part {first row, row count} of rows [start, start + length) in stream s (0: text rows [0, T), 1: image rows
+// [T, T + N)).
+std::pair<int64_t, int64_t> stream_part(const Workspace& ws, int s, int64_t start, int64_t length) {
+  const int64_t lo = s == 0 ? 0 : ws.T, hi = s == 0 ? ws.T : ws.T + ws.N;
+  const int64_t first = std::max(start, lo), end = std::min(start + length, hi);
+  return {first, std::max<int64_t>(0, end - first)};
+}
+
+// Whether both streams have an update pending with the same gate (as a single block leaves them): then the whole
+// sequence is one piece.
+bool one_gate(const Workspace& ws) {
+  const Tensor* g = ws.pending_gate;
+  return g[0].defined() && g[1].defined() && g[0].data() == g[1].data();
+}
+
+}  // namespace
+
+void Workspace::norm_modulate(Backend& backend, int64_t start, int64_t length, const Tensor& shift,
+                              const Tensor& scale) {
+  const bool whole = start == 0 && length == T + N;
+  if (whole && (one_gate(*this) || (!pending_gate[0].defined() && !pending_gate[1].defined()))) {
+    if (pending_gate[0].defined())
+      backend.gated_add_layer_norm_modulate(zn, z, delta, pending_gate[0], shift, scale, kNormEps);
+    else
+      backend.layer_norm_modulate(zn, z, shift, scale, kNormEps);
+    pending_gate[0] = pending_gate[1] = Tensor();
+    return;
+  }
+  for (int s = 0; s < 2; ++s) {
+    const auto [first, count] = stream_part(*this, s, start, length);
+    if (count == 0) continue;
+    const Tensor out = rows(zn, first, count), x = rows(z, first, count);
+    if (pending_gate[s].defined()) {
+      PD_CHECK(count == (s == 0 ? T : N), "a pending residual update is applied to a whole stream at once");
+      backend.gated_add_layer_norm_modulate(out, x, rows(delta, first, count), pending_gate[s], shift, scale,
+                                            kNormEps);
+      pending_gate[s] = Tensor();
+    } else {
+      backend.layer_norm_modulate(out, x, shift, scale, kNormEps);
+    }
+  }
+}
+
+void Workspace::defer_residual(int64_t start, int64_t length, const Tensor& gate) {
+  for (int s = 0; s < 2; ++s) {
+    if (stream_part(*this, s, start, length).second == 0) continue;
+    PD_CHECK(!pending_gate[s].defined(), "a residual update is left pending on a stream that has one");
+    pending_gate[s] = gate;
+  }
+}
+
+void Workspace::flush(Backend& backend) {
+  if (one_gate(*this)) {
+    backend.gated_add(z, delta, pending_gate[0]);
+  } else {
+    for (int s = 0; s < 2; ++s) {
+      if (!pending_gate[s].defined()) continue;
+      const auto [first, count] = stream_part(*this, s, 0, T + N);
+      backend.gated_add(rows(z, first, count), rows(delta, first, count), pending_gate[s]);
+    }
+  }
+  pending_gate[0] = pending_gate[1] = Tensor();
 }
 
 namespace {
@@ -29,19 +115,20 @@ namespace {
 void qk_norm_rope(Backend& backend, const Workspace& ws, int64_t start, int64_t length, const Tensor& q_norm,
                   const Tensor& k_norm) {
   const Tensor qkv = Workspace::rows(ws.qkv, start, length);
-  const Tensor q = ws.chunk(qkv, 0).unflatten(2, ws.H, ws.d);
-  const Tensor k = ws.chunk(qkv, 1).unflatten(2, ws.H, ws.d);
+  const Tensor q = ws.head_chunk(qkv, 0), k = ws.head_chunk(qkv, 1);
   const Tensor cos = ws.cos.slice(0, start, length), sin = ws.sin.slice(0, start, length);
   backend.rms_norm_rope(q, q, q_norm, cos, sin, kNormEps);
   backend.rms_norm_rope(k, k, k_norm, cos, sin, kNormEps);
 }
 
-// Joint attention over every row of the sequence, into columns [0, D) of cat: the local rows of qkv alone on
-// one rank, all ranks' rows through usp_attention under sequence parallelism, kept K/V through ws.kv.
+// Joint attention over every row of the sequence, on this rank's heads, into columns [0, A) of cat: the local
+// rows of qkv alone on one rank, all ranks' rows through usp_attention under sequence parallelism, kept K/V
+// through ws.kv. The ranks of an SP group (or a patch-parallel group, or a PipeFusion stage's) share a tp
+// coordinate, so they all hold the same heads (none, and all skip, or the same ones).
 void joint_attention(Backend& backend, const Workspace& ws) {
-  const auto heads = [&](const Tensor& t) { return t.unflatten(2, ws.H, ws.d); };
-  const Tensor out = heads(ws.chunk(ws.cat, 0));
-  const Tensor q = heads(ws.chunk(ws.qkv, 0)), k = heads(ws.chunk(ws.qkv, 1)), v = heads(ws.chunk(ws.qkv, 2));
+  if (ws.H == 0) return;
+  const Tensor out = ws.attention_out().unflatten(2, ws.H, ws.d);
+  const Tensor q = ws.head_chunk(ws.qkv, 0), k = ws.head_chunk(ws.qkv, 1), v = ws.head_chunk(ws.qkv, 2);
   const float scale = float(1.0 / std::sqrt(double(ws.d)));
   if (ws.kv != nullptr) {
     ws.kv->attend(backend, ws.layer, out, q, k, v, scale);
@@ -51,6 +138,34 @@ void joint_attention(Backend& backend, const Workspace& ws) {
     usp_attention(backend, *ws.parallel->ulysses, *ws.parallel->ring,
                   SequenceShard(ws.sequence, ws.parallel->parts()), out, Tensor(), q, k, v, scale);
   }
+}
+
+// z += gate ⊙ (x·wᵀ + b) on rows [start, start + length), left pending.
+struct GatedResidual {
+  int64_t start, length;
+  Tensor x;  // [B, length, K]
+  const Linear& w;
+  Tensor gate;  // [B, D]
+};
+
+// The row-parallel half of a block, for one or two streams: each GEMM writes its rows of delta and the gated
+// update is left to the next LayerNorm. Under tensor parallelism each rank's product is a partial sum (its input
+// columns; the bias on tp rank 0 alone) and one all-reduce over every row completes them — one all-reduce
+// however many streams.
+void gated_residuals(Backend& backend, Workspace& ws, std::initializer_list<GatedResidual> parts) {
+  for (const GatedResidual& p : parts) {
+    if (p.length == 0) continue;
+    const Tensor out = Workspace::rows(ws.delta, p.start, p.length);
+    if (p.x.size(-1) > 0) {
+      backend.linear(out, p.x, p.w.w, p.w.b, Epilogue::kNone);
+    } else {
+      // No input column here (more tp ranks than heads); tp rank 0, which holds the bias, always has some.
+      PD_CHECK(!p.w.b.defined(), "a tensor-parallel rank without input columns holds a bias");
+      backend.fill(out, 0.0f);
+    }
+  }
+  if (ws.tp != nullptr) ws.tp->all_reduce(ws.delta);
+  for (const GatedResidual& p : parts) ws.defer_residual(p.start, p.length, p.gate);
 }
 
 // One stream of a double block: its weights, its modulation buffer and its rows of the joint sequence.
@@ -63,42 +178,47 @@ struct Stream {
 }  // namespace
 
 void double_block(Backend& backend, const DoubleBlockWeights& w, Workspace& ws) {
-  const Stream streams[2] = {{w.txt, ws.mod_txt, 0, ws.T}, {w.img, ws.mod_img, ws.T, ws.N}};
+  const std::array<Tensor, 2> mods = ws.begin_block();
+  const Stream txt{w.txt, mods[0], 0, ws.T}, img{w.img, mods[1], ws.T, ws.N};
   const auto rows = [](const Tensor& t, const Stream& s) { return Workspace::rows(t, s.start, s.length); };
 
   // Attention half: each stream's adaLN and QKV GEMM write its rows of the joint qkv buffer. A stream with no
-  // rows here (a sequence-parallel rank holding only text or only image tokens) has nothing to compute.
-  for (const Stream& s : streams) {
+  // rows here (a sequence-parallel rank holding only text or only image tokens) has nothing to compute, but
+  // its modulation is a collective of the tp group, whose ranks hold the same rows.
+  for (const Stream& s : {txt, img}) {
     if (s.length == 0) continue;
-    backend.linear(s.mod, ws.silu_temb, s.w.mod.w, s.w.mod.b, Epilogue::kNone);
-    backend.layer_norm_modulate(rows(ws.zn, s), rows(ws.z, s), ws.chunk(s.mod, 0), ws.chunk(s.mod, 1), kNormEps);
+    modulation(backend, ws, s.mod, s.w.mod);
+    ws.norm_modulate(backend, s.start, s.length, ws.chunk(s.mod, 0), ws.chunk(s.mod, 1));
+    if (ws.H == 0) continue;
     backend.linear(rows(ws.qkv, s), rows(ws.zn, s), s.w.qkv.w, s.w.qkv.b, Epilogue::kNone);
     qk_norm_rope(backend, ws, s.start, s.length, s.w.q_norm, s.w.k_norm);
   }
   joint_attention(backend, ws);
+  const Tensor attn = ws.attention_out(), hidden = ws.mlp_hidden();
+  gated_residuals(backend, ws, {{txt.start, txt.length, rows(attn, txt), txt.w.proj, ws.chunk(txt.mod, 2)},
+                                {img.start, img.length, rows(attn, img), img.w.proj, ws.chunk(img.mod, 2)}});
 
-  // Output projections and MLPs, each stream on its own rows; cat's columns [D, 5D) hold the MLP hidden.
-  const Tensor attn = ws.chunk(ws.cat, 0);
-  const Tensor hidden = ws.cat.slice(2, ws.D, 4 * ws.D);
-  for (const Stream& s : streams) {
+  // MLP half, each stream on its own rows; its LayerNorm applies the attention half's update.
+  for (const Stream& s : {txt, img}) {
     if (s.length == 0) continue;
-    backend.linear_gated_residual(rows(ws.z, s), rows(attn, s), s.w.proj.w, s.w.proj.b, ws.chunk(s.mod, 2));
-    backend.layer_norm_modulate(rows(ws.zn, s), rows(ws.z, s), ws.chunk(s.mod, 3), ws.chunk(s.mod, 4), kNormEps);
+    ws.norm_modulate(backend, s.start, s.length, ws.chunk(s.mod, 3), ws.chunk(s.mod, 4));
     backend.linear(rows(hidden, s), rows(ws.zn, s), s.w.mlp_in.w, s.w.mlp_in.b, Epilogue::kGeluTanh);
-    backend.linear_gated_residual(rows(ws.z, s), rows(hidden, s), s.w.mlp_out.w, s.w.mlp_out.b, ws.chunk(s.mod, 5));
   }
+  gated_residuals(backend, ws,
+                  {{txt.start, txt.length, rows(hidden, txt), txt.w.mlp_out, ws.chunk(txt.mod, 5)},
+                   {img.start, img.length, rows(hidden, img), img.w.mlp_out, ws.chunk(img.mod, 5)}});
 }
 
 void single_block(Backend& backend, const SingleBlockWeights& w, Workspace& ws) {
-  const Tensor mod = ws.mod_img.slice(1, 0, 3 * ws.D);
-  backend.linear(mod, ws.silu_temb, w.mod.w, w.mod.b, Epilogue::kNone);
-  backend.layer_norm_modulate(ws.zn, ws.z, ws.chunk(mod, 0), ws.chunk(mod, 1), kNormEps);
-  // linear1 as two GEMMs over the same input: q|k|v, and the MLP straight into cat's columns [D, 5D).
-  backend.linear(ws.qkv, ws.zn, w.qkv.w, w.qkv.b, Epilogue::kNone);
-  backend.linear(ws.cat.slice(2, ws.D, 4 * ws.D), ws.zn, w.mlp_in.w, w.mlp_in.b, Epilogue::kGeluTanh);
-  qk_norm_rope(backend, ws, 0, ws.T + ws.N, w.q_norm, w.k_norm);
+  const Tensor mod = ws.begin_block()[1].slice(1, 0, 3 * ws.D);
+  modulation(backend, ws, mod, w.mod);
+  ws.norm_modulate(backend, 0, ws.T + ws.N, ws.chunk(mod, 0), ws.chunk(mod, 1));
+  // linear1 as two GEMMs over the same input: q|k|v, and the MLP straight into cat's columns [A, A+M).
+  if (ws.H > 0) backend.linear(ws.qkv, ws.zn, w.qkv.w, w.qkv.b, Epilogue::kNone);
+  backend.linear(ws.mlp_hidden(), ws.zn, w.mlp_in.w, w.mlp_in.b, Epilogue::kGeluTanh);
+  if (ws.H > 0) qk_norm_rope(backend, ws, 0, ws.T + ws.N, w.q_norm, w.k_norm);
   joint_attention(backend, ws);
-  backend.linear_gated_residual(ws.z, ws.cat, w.out.w, w.out.b, ws.chunk(mod, 2));
+  gated_residuals(backend, ws, {{0, ws.T + ws.N, ws.cat, w.out, ws.chunk(mod, 2)}});
 }
 
 }  // namespace paradit::flux

@@ -6,6 +6,10 @@
 // projection on the image rows. No host synchronisation between the first upload and the returned tensor.
 // Under sequence parallelism (FluxParallel) the same code runs on this rank's rows of the joint sequence: the
 // buffers are that big, the RoPE tables are those rows', and the attention of every block spans all ranks.
+// Under tensor parallelism (FluxTensorShard) the model holds a share of each block's heads and MLP columns
+// (flux_tensor_parallel.cpp) and the blocks complete their row-parallel GEMMs with one all-reduce per half block.
+// forward_part runs the held blocks (a PipeFusion stage's) over some rows, attending to K/V kept across forwards
+// (PipeFusion, patch parallel); it too runs under tensor parallelism.
 #include <array>
 #include <cmath>
 #include <string>
@@ -49,8 +53,13 @@ void require_device_input(Backend& backend, const char* what, const Tensor& t, c
 
 class FluxModel final : public FluxTransformer {
  public:
-  FluxModel(Backend& backend, const FluxConfig& config, FluxWeights weights, FluxBlockRange blocks)
-      : FluxTransformer(config), backend_(backend), w_(std::move(weights)), blocks_(blocks) {
+  FluxModel(Backend& backend, const FluxConfig& config, const TensorParallelLayout& layout, FluxWeights weights,
+            FluxBlockRange blocks)
+      : FluxTransformer(config, layout.shard),
+        backend_(backend),
+        layout_(layout),
+        w_(std::move(weights)),
+        blocks_(blocks) {
     blocks_.end = blocks.end_or(total_blocks());
   }
 
@@ -65,15 +74,18 @@ class FluxModel final : public FluxTransformer {
     PD_REQUIRE(in.attention != nullptr, "FLUX forward_part needs the attention that holds the K/V");
     PD_REQUIRE(in.img_ids.defined() && in.txt_ids.defined() && in.pooled_projections.defined(),
                "FLUX forward_part needs img_ids, txt_ids and pooled_projections");
+    require_tp_group(in.tp);
     const int64_t B = in.pooled_projections.size(0), T = in.txt_ids.size(0), N = in.img_ids.size(0);
     const int64_t rows = in.text_rows + in.image_rows;
-    PD_REQUIRE(in.first_row >= 0 && in.first_row + rows <= T + N && (in.text_rows == 0 || in.first_row + in.text_rows <= T),
+    PD_REQUIRE(in.first_row >= 0 && in.first_row + rows <= T + N &&
+                   (in.text_rows == 0 || in.first_row + in.text_rows <= T),
                "FLUX forward_part: rows [", in.first_row, ", ", in.first_row + rows, ") with ", in.text_rows,
                " text rows do not fit a sequence of ", T, " text and ", N, " image tokens");
     const bool first = blocks_.begin == 0, last = blocks_.end == total_blocks();
-    Workspace ws(backend_, config_, B, in.text_rows, in.image_rows);
+    Workspace ws(backend_, config_, layout_, B, in.text_rows, in.image_rows);
     ws.kv = in.attention;
     ws.sequence = T + N;
+    if (shard_.size > 1) ws.tp = in.tp;
     rope_.update(backend_, in.txt_ids, in.img_ids, config_.axes_dims_rope, in.first_row, rows);
     ws.cos = rope_.cos;
     ws.sin = rope_.sin;
@@ -86,6 +98,7 @@ class FluxModel final : public FluxTransformer {
       if (in.text_rows > 0)
         backend_.linear(ws.txt(ws.z), in.encoder_hidden_states, w_.txt_in.w, w_.txt_in.b, Epilogue::kNone);
     } else {
+      // The stage before flushed its pending residual updates: the stream starts with none.
       require_device_input(backend_, "stream", in.stream, {B, rows, config_.hidden()});
       PD_REQUIRE(in.stream.is_contiguous(), "FLUX forward_part: the stream must be contiguous");
       ws.z = in.stream;
@@ -98,7 +111,9 @@ class FluxModel final : public FluxTransformer {
                "FLUX forward_part: timestep and guidance need one value per batch row (", B, ")");
     backend_.silu(ws.silu_temb, conditioning(cond, B));
     run_blocks(ws, nullptr);
-    return last ? final_layer(ws, B) : ws.z;
+    if (last) return final_layer(ws, B);
+    ws.flush(backend_);  // the next stage reads z as it is
+    return ws.z;
   }
 
   // parallel: null for a forward over the whole sequence on this rank.
@@ -110,9 +125,10 @@ class FluxModel final : public FluxTransformer {
       if (tap) tap(name, t);
     };
 
-    Workspace ws(backend_, config_, B, rows.text_count, rows.image_count);
-    ws.parallel = parallel;
+    Workspace ws(backend_, config_, layout_, B, rows.text_count, rows.image_count);
+    if (parallel != nullptr && parallel->parts() > 1) ws.parallel = parallel;
     ws.sequence = dims.T + dims.N;
+    if (shard_.size > 1) ws.tp = parallel->tp;
     // This rank's rows of the joint sequence start at its first text row, or at its first image row (T + …).
     const int64_t first_row = rows.text_count > 0 ? rows.text_start : dims.T + rows.image_start;
     rope_.update(backend_, in.txt_ids, in.img_ids, config_.axes_dims_rope, first_row, ws.T + ws.N);
@@ -135,34 +151,54 @@ class FluxModel final : public FluxTransformer {
  private:
   int total_blocks() const { return config_.num_layers + config_.num_single_layers; }
 
-  // The held blocks in order, each told its index (for stale-K/V attention).
+  // The held blocks in order, each told its index (for stale-K/V attention). A tap sees z with the pending
+  // residual update applied.
   void run_blocks(Workspace& ws, const FluxTap& tap) {
     for (int b = blocks_.begin; b < blocks_.end; ++b) {
       ws.layer = b;
       if (b < config_.num_layers) {
         double_block(backend_, w_.double_blocks[size_t(b)], ws);
         if (tap) {
+          ws.flush(backend_);
           tap("double" + std::to_string(b) + "_encoder", ws.txt(ws.z));
           tap("double" + std::to_string(b) + "_hidden", ws.img(ws.z));
         }
       } else {
         const int i = b - config_.num_layers;
         single_block(backend_, w_.single_blocks[size_t(i)], ws);
-        if (tap) tap("single" + std::to_string(i) + "_out", ws.z);
+        if (tap) {
+          ws.flush(backend_);
+          tap("single" + std::to_string(i) + "_out", ws.z);
+        }
       }
     }
   }
 
-  // AdaLayerNormContinuous on the image rows and the output projection; BFL's final modulation is [shift | scale].
+  // AdaLayerNormContinuous on the image rows (applying the last block's pending update) and the output
+  // projection; BFL's final modulation is [shift | scale]. The modulation is a collective of the tp group, run
+  // even by a rank without image rows.
   Tensor final_layer(Workspace& ws, int64_t B, const FluxTap& tap = {}) {
-    const Tensor mod = ws.mod_img.slice(1, 0, 2 * ws.D);
-    backend_.linear(mod, ws.silu_temb, w_.final_mod.w, w_.final_mod.b, Epilogue::kNone);
+    const Tensor mod = ws.begin_block()[1].slice(1, 0, 2 * ws.D);
+    modulation(backend_, ws, mod, w_.final_mod);
     Tensor out = backend_.empty({B, ws.N, config_.out_channels});
     if (ws.N == 0) return out;
-    backend_.layer_norm_modulate(ws.img(ws.zn), ws.img(ws.z), ws.chunk(mod, 0), ws.chunk(mod, 1), kNormEps);
+    ws.norm_modulate(backend_, ws.T, ws.N, ws.chunk(mod, 0), ws.chunk(mod, 1));
     if (tap) tap("norm_out_out", ws.img(ws.zn));
     backend_.linear(out, ws.img(ws.zn), w_.final_out.w, w_.final_out.b, Epilogue::kNone);
     return out;
+  }
+
+  // A sharded model's forward needs its tp group (of its size, this rank at its coordinate); a whole one none.
+  void require_tp_group(const Communicator* tp) const {
+    if (shard_.size > 1) {
+      PD_REQUIRE(tp != nullptr && tp->size() == shard_.size && tp->rank() == shard_.rank,
+                 "this FLUX transformer holds tensor-parallel shard ", shard_.rank, " of ", shard_.size,
+                 ": its forward needs the tp group of that size (FluxParallel::tp), where this rank is ", shard_.rank,
+                 tp == nullptr ? std::string("; none was given") : "; got " + tp->describe());
+    } else {
+      PD_REQUIRE(tp == nullptr || tp->size() == 1, "a tp group of ", tp ? tp->size() : 0,
+                 " ranks was given to a FLUX transformer that holds every weight (load it with FluxTensorShard)");
+    }
   }
 
   struct Dims {
@@ -181,9 +217,10 @@ class FluxModel final : public FluxTransformer {
                " N=", N, " T=", T);
     FluxShardRows rows{0, T, 0, N};
     std::string where;
+    require_tp_group(parallel != nullptr ? parallel->tp : nullptr);
     if (parallel != nullptr) {
-      PD_REQUIRE(parallel->ulysses != nullptr && parallel->ring != nullptr,
-                 "FLUX sequence-parallel forward needs both the Ulysses and the Ring communicator");
+      PD_REQUIRE((parallel->ulysses != nullptr) == (parallel->ring != nullptr),
+                 "FLUX sequence-parallel forward needs both the Ulysses and the Ring communicator, or neither");
       rows = flux_shard_rows(T, N, parallel->parts(), parallel->part());
       where = detail::concat(" (SP rank ", parallel->part(), " of ", parallel->parts(), " holds text rows [",
                              rows.text_start, ", ", rows.text_start + rows.text_count, ") and image rows [",
@@ -265,15 +302,17 @@ class FluxModel final : public FluxTransformer {
   };
 
   Backend& backend_;
+  TensorParallelLayout layout_;
   FluxWeights w_;
   FluxBlockRange blocks_;
   RopeCache rope_;
 };
 
-std::unique_ptr<FluxTransformer> create(Backend& backend, const FluxConfig& config, const WeightSource& make,
-                                        FluxBlockRange blocks) {
+std::unique_ptr<FluxTransformer> create(Backend& backend, const FluxConfig& config, FluxTensorShard shard,
+                                        FluxBlockRange blocks, const WeightSource& make) {
   validate_config(config);
-  return std::make_unique<FluxModel>(backend, config, build_weights(config, make, blocks), blocks);
+  const TensorParallelLayout layout(config, shard);
+  return std::make_unique<FluxModel>(backend, config, layout, build_weights(config, layout, make, blocks), blocks);
 }
 
 // FNV-1a of a weight's name mixed into the seed: every tensor gets its own stream, whatever the order of
@@ -299,17 +338,20 @@ Tensor forward_with_tap(FluxTransformer& model, const FluxInputs& in, const Flux
 }  // namespace flux
 
 std::unique_ptr<FluxTransformer> FluxTransformer::load(Backend& backend, const FluxCheckpoint& checkpoint,
-                                                       FluxBlockRange blocks) {
-  return flux::create(
-      backend, checkpoint.config(),
-      [&](const std::string& name, const Shape&) { return backend.upload(checkpoint.get(name), backend.compute_dtype()); },
-      blocks);
+                                                       FluxTensorShard shard, FluxBlockRange blocks) {
+  return flux::create(backend, checkpoint.config(), shard, blocks,
+                      [&](const std::string& name, const Shape&, const flux::WeightSlice& slice) -> Tensor {
+                        if (slice.kind == flux::WeightSlice::Kind::kNone) return {};
+                        return backend.upload(slice.host(checkpoint.get(name)), backend.compute_dtype());
+                      });
 }
 
 std::unique_ptr<FluxTransformer> FluxTransformer::random(Backend& backend, const FluxConfig& config, uint64_t seed,
-                                                         FluxBlockRange blocks) {
+                                                         FluxTensorShard shard, FluxBlockRange blocks) {
   // Weights ~ 1/√fan_in (activations keep their scale through the blocks), biases small, norm scales 1 ± 0.02.
-  return flux::create(backend, config, [&](const std::string& name, const Shape& shape) {
+  return flux::create(backend, config, shard, blocks,
+                      [&](const std::string& name, const Shape& shape, const flux::WeightSlice& slice) -> Tensor {
+    if (slice.kind == flux::WeightSlice::Kind::kNone) return {};
     Tensor t = backend.empty(shape);
     const uint64_t s = flux::tensor_seed(seed, name);
     if (flux::ends_with(name, ".scale")) {
@@ -322,8 +364,8 @@ std::unique_ptr<FluxTransformer> FluxTransformer::random(Backend& backend, const
     } else {
       backend.fill_random(t, s, float(1.0 / std::sqrt(double(shape.at(1)))));
     }
-    return t;
-  }, blocks);
+    return slice.device(backend, t);
+  });
 }
 
 }  // namespace paradit

@@ -17,6 +17,7 @@ class Binder {
     PD_CHECK(it != tensors_.end(), "FluxConfig::tensor_shapes() has no tensor ", name);
     return it->second;
   }
+  // The bias is undefined where this rank holds none (a row-parallel linear on tp rank > 0).
   Linear linear(const std::string& prefix) const { return {tensor(prefix + ".weight"), tensor(prefix + ".bias")}; }
   // Rows [start, start + rows) of a fused linear: a contiguous view, so it feeds a GEMM as is.
   Linear rows(const std::string& prefix, int64_t start, int64_t rows) const {
@@ -54,7 +55,8 @@ int block_of_tensor(const FluxConfig& config, const std::string& name) {
   return s >= 0 ? config.num_layers + s : -1;
 }
 
-FluxWeights build_weights(const FluxConfig& config, const WeightSource& make, FluxBlockRange blocks) {
+FluxWeights build_weights(const FluxConfig& config, const TensorParallelLayout& layout, const WeightSource& make,
+                          FluxBlockRange blocks) {
   const int total = config.num_layers + config.num_single_layers;
   const int end = blocks.end_or(total);
   PD_REQUIRE(blocks.begin >= 0 && blocks.begin < end && end <= total, "FLUX blocks [", blocks.begin, ", ", end,
@@ -65,13 +67,20 @@ FluxWeights build_weights(const FluxConfig& config, const WeightSource& make, Fl
   for (const auto& [name, shape] : config.tensor_shapes()) {
     const int block = block_of_tensor(config, name);
     if (block >= 0 && !held(block)) continue;
-    Tensor t = make(name, shape);
-    PD_CHECK(t.shape() == shape, name, " is ", t.desc(), ", expected ", shape_str(shape));
-    w.bytes += t.nbytes();
+    const WeightSlice slice = layout.slice(name, shape);
+    Tensor t = make(name, shape, slice);
+    if (slice.kind == WeightSlice::Kind::kNone) {
+      PD_CHECK(!t.defined(), name, " should not be held by tensor-parallel rank ", layout.shard.rank);
+    } else {
+      PD_CHECK(t.shape() == slice.shape(shape), name, " is ", t.desc(), ", expected ",
+               shape_str(slice.shape(shape)));
+      w.bytes += t.nbytes();
+    }
     made.emplace(name, std::move(t));
   }
   const Binder t(std::move(made));
-  const int64_t D = config.hidden();
+  // linear1's rows here: this rank's q; k; v heads, then its MLP columns.
+  const int64_t qkv_rows = 3 * layout.attention(), mlp_rows = layout.mlp;
 
   w.img_in = t.linear("img_in");
   w.txt_in = t.linear("txt_in");
@@ -93,9 +102,9 @@ FluxWeights build_weights(const FluxConfig& config, const WeightSource& make, Fl
   for (int i = 0; i < config.num_single_layers; ++i) {
     if (!held(config.num_layers + i)) continue;
     const std::string p = "single_blocks." + std::to_string(i) + ".";
-    w.single_blocks[size_t(i)] = {t.linear(p + "modulation.lin"), t.rows(p + "linear1", 0, 3 * D),
-                               t.rows(p + "linear1", 3 * D, 4 * D), t.tensor(p + "norm.query_norm.scale"),
-                               t.tensor(p + "norm.key_norm.scale"), t.linear(p + "linear2")};
+    w.single_blocks[size_t(i)] = {t.linear(p + "modulation.lin"), t.rows(p + "linear1", 0, qkv_rows),
+                                  t.rows(p + "linear1", qkv_rows, mlp_rows), t.tensor(p + "norm.query_norm.scale"),
+                                  t.tensor(p + "norm.key_norm.scale"), t.linear(p + "linear2")};
   }
   w.final_mod = t.linear("final_layer.adaLN_modulation.1");
   w.final_out = t.linear("final_layer.linear");

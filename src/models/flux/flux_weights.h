@@ -1,11 +1,14 @@
 // The FLUX transformer's weights on a backend, bound once from their internal (BFL) names to the places the
-// forward reads them, so that no name is looked up at run time.
+// forward reads them, so that no name is looked up at run time. Under tensor parallelism (FluxTensorShard) each
+// tensor is this rank's slice of it, and the shapes below are the local ones: H heads → the rank's heads, 4D MLP
+// columns → its share, D of a row-parallel input → its columns.
 #pragma once
 
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "paradit/backend/backend.h"
 #include "paradit/io/flux_checkpoint.h"
 #include "paradit/models/flux_transformer.h"
 
@@ -50,12 +53,49 @@ struct FluxWeights {
   size_t bytes = 0;  // every tensor, once
 };
 
-// Makes the device tensor of one weight (uploaded or random), given its internal name and shape.
-using WeightSource = std::function<Tensor(const std::string& name, const Shape& shape)>;
+// What a tensor-parallel rank holds of one weight: all of it, ranges of its rows (dim 0) or of its columns
+// (dim 1) side by side, or nothing (the bias of a row-parallel linear on every rank but tp rank 0).
+struct WeightSlice {
+  enum class Kind { kWhole, kRows, kColumns, kNone };
+  struct Range {
+    int64_t start, count;
+  };
+  Kind kind = Kind::kWhole;
+  std::vector<Range> ranges;
+
+  int dim() const { return kind == Kind::kColumns ? 1 : 0; }
+  // The local shape of a tensor of shape `full`.
+  Shape shape(const Shape& full) const;
+  // The slice of a host tensor, contiguous, in its dtype: a view when one range of rows (or all of it) is asked,
+  // else the ranges copied side by side.
+  Tensor host(const Tensor& full) const;
+  // The slice of a tensor on `backend`, in a fresh contiguous tensor.
+  Tensor device(Backend& backend, const Tensor& full) const;
+};
+
+// Which heads and MLP columns tensor-parallel rank shard.rank holds (FluxTensorShard), and so which slice of
+// each weight.
+struct TensorParallelLayout {
+  TensorParallelLayout(const FluxConfig& config, FluxTensorShard shard);
+
+  FluxTensorShard shard;
+  int64_t D, d;                    // width, head dim
+  int64_t head_start, heads;       // this rank's heads
+  int64_t mlp_start, mlp;          // this rank's MLP columns of 4D
+  int64_t attention() const { return heads * d; }  // this rank's attention width
+
+  // The slice of the weight named `name` (BFL names) of shape `full`.
+  WeightSlice slice(const std::string& name, const Shape& full) const;
+};
+
+// Makes the device tensor of one weight (uploaded or random), given its internal name, its whole shape and the
+// slice of it this rank holds; undefined for WeightSlice::Kind::kNone.
+using WeightSource = std::function<Tensor(const std::string& name, const Shape& shape, const WeightSlice& slice)>;
 
 // Calls make once for every tensor of config.tensor_shapes() but those of blocks outside `blocks`, and binds the
 // results. The blocks outside the range stay empty (a PipeFusion stage holds only its own).
-FluxWeights build_weights(const FluxConfig& config, const WeightSource& make, FluxBlockRange blocks = {});
+FluxWeights build_weights(const FluxConfig& config, const TensorParallelLayout& layout, const WeightSource& make,
+                          FluxBlockRange blocks = {});
 
 // The block index (FluxBlockRange numbering) a tensor name belongs to, or −1 for the embedders and final layer.
 int block_of_tensor(const FluxConfig& config, const std::string& name);
