@@ -12,6 +12,7 @@
 #include "paradit/pipeline/flux_pipeline.h"
 #include "paradit/runtime/engine.h"
 #include "paradit/runtime/mesh_plan.h"
+#include "failing_backend.h"
 #include "test_util.h"
 
 namespace paradit {
@@ -149,79 +150,6 @@ TEST_F(ParallelPipeline, TensorParallelMeshesGiveTheSingleDeviceImages) {
   }
 }
 
-// A CPU backend that throws from attention on its `fail_at`-th call while armed: a rank failing mid-request,
-// inside a collective's neighbourhood (its SP peers wait for its attention all-to-all / ring transfer).
-class FailingBackend final : public Backend {
- public:
-  FailingBackend(std::unique_ptr<Backend> inner, std::atomic<int>* armed) : in_(std::move(inner)), armed_(armed) {}
-
-  std::string name() const override { return in_->name(); }
-  Device device() const override { return in_->device(); }
-  DType compute_dtype() const override { return in_->compute_dtype(); }
-  Allocator& allocator() override { return in_->allocator(); }
-  void synchronize() override { in_->synchronize(); }
-  void copy(const Tensor& d, const Tensor& s) override { in_->copy(d, s); }
-  void fill(const Tensor& d, float v) override { in_->fill(d, v); }
-  void fill_random(const Tensor& d, uint64_t seed, float sd) override { in_->fill_random(d, seed, sd); }
-  void linear(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b, Epilogue ep) override {
-    in_->linear(y, x, w, b, ep);
-  }
-  void linear_gated_residual(const Tensor& r, const Tensor& x, const Tensor& w, const Tensor& b,
-                             const Tensor& g) override {
-    in_->linear_gated_residual(r, x, w, b, g);
-  }
-  void layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& sh, const Tensor& sc, float e) override {
-    in_->layer_norm_modulate(y, x, sh, sc, e);
-  }
-  void lse_merge(const Tensor& o, const Tensor& l, const Tensor& bo, const Tensor& bl) override {
-    in_->lse_merge(o, l, bo, bl);
-  }
-  void gated_add_layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& d, const Tensor& g,
-                                     const Tensor& sh, const Tensor& sc, float e) override {
-    in_->gated_add_layer_norm_modulate(y, x, d, g, sh, sc, e);
-  }
-  void rms_norm_rope(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& c, const Tensor& s,
-                     float e) override {
-    in_->rms_norm_rope(y, x, w, c, s, e);
-  }
-  void attention(const Tensor& o, const Tensor& l, const Tensor& q, const Tensor& k, const Tensor& v,
-                 float scale) override {
-    if (armed_->load() > 0 && armed_->fetch_sub(1) == 1) PD_THROW(kOutOfMemory, "injected failure in attention");
-    in_->attention(o, l, q, k, v, scale);
-  }
-  void silu(const Tensor& y, const Tensor& x) override { in_->silu(y, x); }
-  void gelu_tanh(const Tensor& y, const Tensor& x) override { in_->gelu_tanh(y, x); }
-  void add(const Tensor& y, const Tensor& a, const Tensor& b) override { in_->add(y, a, b); }
-  void gated_add(const Tensor& x, const Tensor& y, const Tensor& g) override { in_->gated_add(x, y, g); }
-  void axpby(const Tensor& y, const Tensor& a, float al, const Tensor& b, float be) override {
-    in_->axpby(y, a, al, b, be);
-  }
-  void mul(const Tensor& y, const Tensor& a, const Tensor& b) override { in_->mul(y, a, b); }
-  void quick_gelu(const Tensor& y, const Tensor& x) override { in_->quick_gelu(y, x); }
-  void embedding(const Tensor& o, const Tensor& t, const std::vector<int32_t>& ids) override {
-    in_->embedding(o, t, ids);
-  }
-  void layer_norm(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b, float e) override {
-    in_->layer_norm(y, x, w, b, e);
-  }
-  void attention_biased(const Tensor& o, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
-                        const Tensor& bias, bool causal) override {
-    in_->attention_biased(o, q, k, v, scale, bias, causal);
-  }
-  void conv2d(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b, int pad) override {
-    in_->conv2d(y, x, w, b, pad);
-  }
-  void group_norm(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b, int groups, float e,
-                  bool silu) override {
-    in_->group_norm(y, x, w, b, groups, e, silu);
-  }
-  void upsample_nearest2x(const Tensor& y, const Tensor& x) override { in_->upsample_nearest2x(y, x); }
-
- private:
-  std::unique_ptr<Backend> in_;
-  std::atomic<int>* armed_;  // > 0: calls left until the failing one
-};
-
 // A request may carry token ids instead of text: the same ids give the same images, on one rank or several, and
 // through EngineOptions::make_pipeline. A pipeline without tokenizers (random weights) refuses text and takes ids.
 TEST_F(ParallelPipeline, TokenIdsInPlaceOfTextGiveTheSameImages) {
@@ -263,7 +191,7 @@ TEST_F(ParallelPipeline, AFailingRankStopsEveryRankAndTheNextRequestRuns) {
   std::atomic<int> armed{0};
   EngineOptions o = cpu_ranks({.ulysses = 2, .ring = 2, .cfg = 2});
   o.make_backend = [&](int rank) -> std::unique_ptr<Backend> {
-    if (rank == kFailing) return std::make_unique<FailingBackend>(create_cpu_backend(1), &armed);
+    if (rank == kFailing) return std::make_unique<test::FailingBackend>(create_cpu_backend(1), &armed);
     return create_cpu_backend(1);
   };
   auto engine = Engine::create(o);

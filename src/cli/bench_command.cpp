@@ -79,8 +79,9 @@ BenchRow bench_size(Backend& backend, FluxTransformer& model, int size, int text
 int bench_command(int argc, char** argv, int first) {
   std::string what = first < argc ? argv[first] : "";
   if (what == "pipeline") return bench_pipeline_command(argc, argv, first);
+  if (what == "fidelity") return bench_fidelity_command(argc, argv, first);
   if (what != "transformer") {
-    std::fprintf(stderr, "usage: paradit bench transformer|pipeline [options]\n");
+    std::fprintf(stderr, "usage: paradit bench transformer|pipeline|fidelity [options]\n");
     return 2;
   }
   std::string device = "auto", variant = "dev";

@@ -1,8 +1,8 @@
 // `paradit bench pipeline`: the whole FLUX.1-dev text-to-image pipeline with random weights of the real shapes
 // (T5-XXL, CLIP-L, transformer, VAE): encode, `steps` denoising steps, decode to 8-bit RGB, each stage timed
 // (median over runs after a warm-up). On one device it calls the pipeline's stages itself and reports peak device
-// memory; with mesh flags (--ulysses, --ring, --cfg-parallel, --gpus) it runs requests through the Engine over
-// that many ranks, as `paradit generate` does. The peers are bench/peers/diffusers_flux_pipeline.py (one GPU) and
+// memory; with mesh flags (--tp, --ulysses, --ring, --cfg-parallel, --gpus, and PipeFusion's and patch parallel's
+// flags) it runs requests through the Engine over that many ranks, as `paradit generate` does. The peers are bench/peers/diffusers_flux_pipeline.py (one GPU) and
 // bench/peers/xdit_flux.py (several), fed the same token ids.
 #include <algorithm>
 #include <chrono>
@@ -12,6 +12,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/stale_flags.h"
 #include "paradit/backend/backend.h"
 #include "paradit/core/allocator.h"
 #include "paradit/core/status.h"
@@ -151,9 +152,11 @@ void bench_one_device(const BenchSetup& b) {
 }
 
 // Several ranks: whole requests through the Engine (every rank holds the random pipeline; rank 0 encodes).
-void bench_engine(const BenchSetup& b, const MeshRequest& mesh_request) {
-  EngineOptions options;
+// `options` holds PipeFusion's and patch parallel's settings; `note` says why the result is approximate, if it is.
+void bench_engine(const BenchSetup& b, const MeshRequest& mesh_request, EngineOptions options,
+                  const std::string& note) {
   options.device = b.device;
+  options.transformer_config = b.configs.transformer;
   options.mesh = plan_mesh(mesh_request, b.configs.transformer.num_attention_heads, b.true_cfg).degrees();
   require_cfg_parallel_fits(options.mesh, b.true_cfg);
   const FluxNetworkConfigs configs = b.configs;
@@ -191,7 +194,9 @@ void bench_engine(const BenchSetup& b, const MeshRequest& mesh_request) {
     if (i == 0) first_run_s = r.total_s;
     if (i >= b.warmup) runs.push_back(r);
   }
-  const std::string extra = detail::concat(",\"ranks\":", engine->mesh().world(), ",\"mesh\":\"", flags, "\"");
+  if (!note.empty() && !b.json) std::printf("note: %s\n\n", note.c_str());
+  const std::string extra = detail::concat(",\"ranks\":", engine->mesh().world(), ",\"mesh\":\"", flags,
+                                           "\",\"exact\":", note.empty() ? "true" : "false");
   print_results(b, engine->device_name(), runs, first_run_s, engine->load_seconds(), extra, "");
 }
 
@@ -202,6 +207,7 @@ int bench_pipeline_command(int argc, char** argv, int first) {
   b.device = "auto";
   bool tiny = false;
   MeshRequest mesh;
+  StaleArgs stale;
   ArgParser p("bench pipeline",
               "Times FLUX.1-dev text-to-image end to end (encode, denoise, decode) with random weights of the real "
               "shapes (bf16 on a GPU), one 77 + 512 token prompt, one square image; on one device, or over ranks "
@@ -212,10 +218,12 @@ int bench_pipeline_command(int argc, char** argv, int first) {
   p.option("warmup", "", &b.warmup, "untimed runs first");
   p.option("iters", "", &b.iters, "timed runs (medians per stage are reported)");
   p.flag("true-cfg", "", &b.true_cfg, "true CFG (a negative prompt, CFG scale 4): two transformer passes per step");
+  p.option("tp", "", &mesh.tp, "tensor-parallel degree");
   p.option("ulysses", "", &mesh.ulysses, "Ulysses degree");
   p.option("ring", "", &mesh.ring, "Ring degree");
   p.flag("cfg-parallel", "", &mesh.cfg_parallel, "true CFG's two passes on two halves of the ranks (implies --true-cfg)");
   p.option("gpus", "", &mesh.ranks, "ranks: alone it picks the mesh, with degrees their product");
+  add_stale_options(p, stale);
   p.flag("json", "", &b.json, "print one JSON object instead of a table");
   p.flag("tiny", "", &tiny, "the same networks with models/tiny-flux's widths and depths: a smoke test");
   if (!p.parse(argc, argv, first + 1)) {
@@ -224,13 +232,17 @@ int bench_pipeline_command(int argc, char** argv, int first) {
   }
   PD_REQUIRE(b.iters >= 1 && b.warmup >= 0 && b.steps >= 1,
              "--iters and --steps must be at least 1, --warmup at least 0");
-  PD_REQUIRE(mesh.ulysses >= 0 && mesh.ring >= 0 && mesh.ranks >= 0, "--ulysses, --ring and --gpus must be positive");
+  PD_REQUIRE(mesh.tp >= 1 && mesh.ulysses >= 0 && mesh.ring >= 0 && mesh.ranks >= 0,
+             "--tp, --ulysses, --ring and --gpus must be positive");
   check_flux_image_size(b.size, b.size);
   b.model = tiny ? "tiny" : "FLUX.1-dev";
   b.configs = tiny ? FluxNetworkConfigs::tiny() : FluxNetworkConfigs{};
   b.true_cfg = b.true_cfg || mesh.cfg_parallel;
-  const bool several = mesh.ulysses > 1 || mesh.ring > 1 || mesh.cfg_parallel || mesh.ranks > 1;
-  several ? bench_engine(b, mesh) : bench_one_device(b);
+  EngineOptions options;
+  apply_stale_args(stale, mesh, options);  // --pipefusion: mesh.pp; --patch-parallel: mesh.ring
+  const bool several = mesh.tp > 1 || mesh.ulysses > 1 || mesh.ring > 1 || mesh.pp > 1 || mesh.cfg_parallel ||
+                       mesh.ranks > 1;
+  several ? bench_engine(b, mesh, options, approximation_note(stale, b.steps)) : bench_one_device(b);
   return 0;
 }
 

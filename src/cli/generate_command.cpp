@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/generate_report.h"
 #include "cli/progress_bar.h"
+#include "cli/stale_flags.h"
 #include "paradit/core/log.h"
 #include "paradit/io/png.h"
 #include "paradit/pipeline/flux_pipeline.h"
@@ -26,6 +27,7 @@ struct GenerateArgs {
   int steps = 0, width = 1024, height = 1024, batch_count = 1, max_sequence_length = 0;
   bool vae_tiling = false, release_text_encoders = false, quiet = false, json = false;
   MeshRequest mesh;
+  StaleArgs stale;
   int threads_per_rank = 0;
 };
 
@@ -62,6 +64,7 @@ void add_options(ArgParser& p, GenerateArgs& a) {
   p.option("dp", "", &a.mesh.dp, "data-parallel degree: the batch's images split over this many groups of ranks");
   p.option("gpus", "", &a.mesh.ranks,
            "ranks (GPUs, or CPU ranks with --device cpu): alone it picks the mesh, with degrees their product");
+  add_stale_options(p, a.stale);
   p.option("threads-per-rank", "", &a.threads_per_rank, "threads of each CPU rank; 0: the cores shared evenly");
   p.flag("vae-tiling", "", &a.vae_tiling, "decode large images tile by tile");
   p.flag("release-text-encoders", "", &a.release_text_encoders, "free the text encoders after encoding");
@@ -135,6 +138,7 @@ int generate_command(int argc, char** argv, int first) {
   options.sources = a.sources.empty() ? FluxPipelineSources::embedded_default() : a.sources;
   options.pipeline.vae_tiling = a.vae_tiling;
   options.pipeline.release_text_encoders = a.release_text_encoders;
+  apply_stale_args(a.stale, a.mesh, options);
   // Only a rank count alone needs the model's head count (auto_mesh): read from the transformer's config.
   const bool auto_sp = a.mesh.ranks > 0 && a.mesh.ulysses == 0 && a.mesh.ring == 0;
   const int heads = auto_sp ? flux_transformer_config(options.sources).num_attention_heads : 1;
@@ -161,6 +165,8 @@ int generate_command(int argc, char** argv, int first) {
   report.result = &result;
   report.outputs = numbered_outputs(a.output, a.batch_count);
   report.load_s = engine->load_seconds();
+  report.approximate = approximation_note(a.stale, result.steps);
+  if (!report.approximate.empty() && !a.quiet && !a.json) std::fprintf(stderr, "note: %s\n", report.approximate.c_str());
   report.memory = engine->memory();
 
   const auto write_start = std::chrono::steady_clock::now();

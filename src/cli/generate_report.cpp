@@ -58,6 +58,8 @@ std::string json_summary(const GenerateReport& r) {
   j["init_latents"] = r.init_latents.empty() ? nlohmann::json() : nlohmann::json(r.init_latents);
   j["outputs"] = r.outputs;
   j["warnings"] = res.warnings;
+  j["exact"] = r.approximate.empty();
+  j["approximate"] = r.approximate.empty() ? nlohmann::json() : nlohmann::json(r.approximate);
   j["timings"] = {{"load_s", r.load_s},           {"encode_s", res.timings.encode_s},
                   {"denoise_s", res.timings.denoise_s}, {"decode_s", res.timings.decode_s},
                   {"write_s", r.write_s},         {"total_s", r.total_s},

@@ -17,6 +17,7 @@ struct GenerateReport {
   const FluxResult* result = nullptr;
   std::vector<std::string> outputs;
   double load_s = 0, write_s = 0, total_s = 0;
+  std::string approximate;  // why the image is not the exact one (stale K/V), or empty
   std::vector<RankMemory> memory;  // by world rank
 };
 

@@ -36,8 +36,9 @@ std::string MeshDegrees::flags() const {
     if ((*this)[d] == 1) continue;
     s += s.empty() ? "--" : " --";
     // The CLI's switch for CFG parallel takes no value (its degree is 2 or nothing).
-    s += d == MeshDim::kCfg && cfg == 2 ? std::string("cfg-parallel")
-                                       : std::string(mesh_dim_name(d)) + " " + std::to_string((*this)[d]);
+    // PipeFusion's stages are the pp dimension.
+    const std::string flag = d == MeshDim::kPp ? "pipefusion" : mesh_dim_name(d);
+    s += d == MeshDim::kCfg && cfg == 2 ? std::string("cfg-parallel") : flag + " " + std::to_string((*this)[d]);
   }
   return s.empty() ? "--ulysses 1" : s;
 }

@@ -3,18 +3,20 @@
 #include <algorithm>
 
 #include "paradit/core/status.h"
+#include "paradit/models/flux_stale_kv.h"
 #include "paradit/pipeline/latents.h"
 #include "paradit/sched/flow_match_euler.h"
 #include "pipeline/flux_pipeline_impl.h"
 
 namespace paradit::flux_pipeline {
-namespace {
 
 Tensor zero_text_ids(int64_t tokens) {
   Tensor ids = Tensor::empty({tokens, 3}, DType::kF32, cpu_allocator());
   std::fill_n(ids.data_as<float>(), tokens * 3, 0.0f);
   return ids;
 }
+
+namespace {
 
 void require_embeds(const FluxPromptEmbeds& e, const char* which) {
   PD_REQUIRE(e.prompt_embeds.defined() && e.pooled.defined(), "denoise: the ", which,
@@ -89,7 +91,31 @@ void Pipeline::denoise_rows(const Tensor& x, int64_t width, int64_t height, int 
     // CFG parallel: both branches' velocities side by side, positive first (cfg rank order).
     if (groups.cfg) pair = backend_.empty({2, local[0], local[1], local[2]}, cd);
   }
-  const auto predict = [&](const FluxInputs& inputs) {
+  // Patch parallel: one set of kept K/V per branch this rank runs.
+  const int warmup = options_.stale.warmup_steps;
+  std::unique_ptr<PatchParallelKv> kv_pos, kv_neg;
+  if (groups.patch) {
+    const int64_t S = positive.prompt_embeds.size(1) + h * w;
+    kv_pos = std::make_unique<PatchParallelKv>(*groups.patch, S);
+    if (cfg && !groups.cfg) kv_neg = std::make_unique<PatchParallelKv>(*groups.patch, S);
+  }
+  const auto predict = [&](const FluxInputs& inputs, PatchParallelKv* kv) {
+    if (kv) {
+      FluxPartInputs part;
+      part.first_row = rows.text_count > 0 ? rows.text_start : inputs.txt_ids.size(0) + rows.image_start;
+      part.text_rows = rows.text_count;
+      part.image_rows = rows.image_count;
+      part.hidden_states = inputs.hidden_states;
+      part.encoder_hidden_states = inputs.encoder_hidden_states;
+      part.pooled_projections = inputs.pooled_projections;
+      part.timestep = inputs.timestep;
+      part.guidance = inputs.guidance;
+      part.img_ids = inputs.img_ids;
+      part.txt_ids = inputs.txt_ids;
+      part.attention = kv;
+      part.tp = groups.sp ? groups.sp->tp : nullptr;
+      return transformer_->forward_part(part);
+    }
     return groups.sp ? transformer_->forward(inputs, *groups.sp) : transformer_->forward(inputs);
   };
 
@@ -98,17 +124,19 @@ void Pipeline::denoise_rows(const Tensor& x, int64_t width, int64_t height, int 
     if (x_in.data() != x.data()) backend_.copy(x_in, x);
     // FluxPipeline passes t/1000 with t = σ·1000 already rounded to f32: not always σ to the last bit.
     in.timestep = in_neg.timestep = {scheduler.timestep(i) / 1000.0f};
+    for (PatchParallelKv* kv : {kv_pos.get(), kv_neg.get()})
+      if (kv) kv->set_synchronous(i < warmup);
     Tensor v, v_neg;
     if (groups.cfg) {
       // One branch here, the other on the CFG peer; one exchange gives both ranks both velocities, and both
       // then take the same step, so their latents stay equal.
       const Tensor branches[2] = {pair.select(0, 0), pair.select(0, 1)};
-      groups.cfg->all_gather_v(branches, predict(groups.cfg->rank() == 0 ? in : in_neg));
+      groups.cfg->all_gather_v(branches, predict(groups.cfg->rank() == 0 ? in : in_neg, kv_pos.get()));
       v = branches[0];
       v_neg = branches[1];
     } else {
-      v = predict(in);
-      if (cfg) v_neg = predict(in_neg);
+      v = predict(in, kv_pos.get());
+      if (cfg) v_neg = predict(in_neg, kv_neg.get());
     }
     if (cfg) {
       // neg + s·(pos − neg), in diffusers' order of operations.
@@ -122,6 +150,9 @@ void Pipeline::denoise_rows(const Tensor& x, int64_t width, int64_t height, int 
       progress({0, 1, i + 1, steps, seconds_since(start)});
     }
   }
+  // Nothing stays in flight past the loop.
+  for (PatchParallelKv* kv : {kv_pos.get(), kv_neg.get()})
+    if (kv) kv->finish();
 }
 
 }  // namespace paradit::flux_pipeline

@@ -27,6 +27,12 @@ struct DenoiseGroups {
   const FluxParallel* sp = nullptr;
   FluxShardRows rows;
   Communicator* cfg = nullptr;  // CFG parallel: cfg rank 0 runs the positive branch, cfg rank 1 the negative
+  // Patch parallel: the sequence-parallel group (ranks numbered as sp's parts) runs with stale remote K/V.
+  Communicator* patch = nullptr;
+  // PipeFusion: the stage ring (this rank's stage = pp->rank()), and the sequence-parallel group within a stage
+  // (null alone).
+  Communicator* pp = nullptr;
+  Communicator* stage_sp = nullptr;
 };
 
 class Pipeline final : public FluxPipeline {
@@ -76,6 +82,11 @@ class Pipeline final : public FluxPipeline {
   void denoise_rows(const Tensor& x, int64_t width, int64_t height, int steps, float guidance,
                     const FluxPromptEmbeds& positive, const FluxPromptEmbeds* negative, float true_cfg_scale,
                     const DenoiseGroups& groups, const FluxProgressCallback& progress);
+  // PipeFusion's loop (flux_pipeline_pipefusion.cpp) on the whole image's latents x, device f32 [1, N, 64]: a
+  // collective of the stage ring groups.pp; x is final on stage 0 only.
+  void denoise_pipefusion(const Tensor& x, int64_t width, int64_t height, int steps, float guidance,
+                          const FluxPromptEmbeds& positive, const FluxPromptEmbeds* negative, float true_cfg_scale,
+                          const DenoiseGroups& groups, const FluxProgressCallback& progress);
 
   Backend& backend_;
   ResolvedSources sources_;
@@ -96,6 +107,9 @@ class Pipeline final : public FluxPipeline {
 
 // Throws unless the transformer takes and gives FLUX.1 text-to-image latents (64 channels: 16 packed 2x2).
 void check_text_to_image(const FluxConfig& config, const std::string& source);
+
+// FLUX.1's text position ids: host f32 [tokens, 3] of zeros.
+Tensor zero_text_ids(int64_t tokens);
 
 // Seconds since `start` on the steady clock.
 double seconds_since(const std::chrono::steady_clock::time_point& start);

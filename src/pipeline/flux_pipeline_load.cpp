@@ -45,7 +45,7 @@ Pipeline::Pipeline(Backend& backend, ResolvedSources sources, FluxPipelineOption
 
   const FluxCheckpoint checkpoint = FluxCheckpoint::open(sources_.transformer, sources_.transformer_config);
   check_text_to_image(checkpoint.config(), checkpoint.source());
-  transformer_ = FluxTransformer::load(backend_, checkpoint, options_.tensor_parallel);
+  transformer_ = FluxTransformer::load(backend_, checkpoint, options_.tensor_parallel, options_.stale.blocks);
   vae_ = VaeDecoder::load(backend_, sources_.vae, sources_.vae_config);
   finish_setup(start);
 }

@@ -17,7 +17,8 @@ Pipeline::Pipeline(Backend& backend, const FluxNetworkConfigs& configs, uint64_t
   sources_.t5 = "(random T5)";
 
   check_text_to_image(configs.transformer, sources_.transformer);
-  transformer_ = FluxTransformer::random(backend_, configs.transformer, seed, options_.tensor_parallel);
+  transformer_ = FluxTransformer::random(backend_, configs.transformer, seed, options_.tensor_parallel,
+                                         options_.stale.blocks);
   vae_ = VaeDecoder::random(backend_, configs.vae, seed + 3);
   finish_setup(start);
 }

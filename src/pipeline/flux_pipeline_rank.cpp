@@ -13,6 +13,9 @@
 //   FluxPipelineOptions::tensor_parallel); everything outside the transformer they do alike.
 // - Decoding: each image's rows are gathered once over the SP group; SP rank 0 of cfg rank 0, tp rank 0
 //   decodes it.
+// - PipeFusion (pp > 1): the stages of one SP and tp coordinate form a ring; stage 0 keeps the whole image's
+//   latents (flux_pipeline_pipefusion.cpp) and its SP rank 0 of cfg rank 0, tp rank 0 decodes.
+// - Patch parallel: as sequence parallel, but the SP group attends with stale remote K/V (PatchParallelKv).
 #include <algorithm>
 #include <chrono>
 
@@ -73,11 +76,20 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
              ctx.mesh.str(), " makes rank ", ctx.rank, " tp ", ctx.coord(MeshDim::kTp),
              " (load it with FluxPipelineOptions::tensor_parallel)");
   FluxParallel sp{g.ulysses.get(), g.ring.get(), tensor_parallel ? g.tp.get() : nullptr};
+  const bool pipefusion = ctx.mesh.degree(MeshDim::kPp) > 1;
+  const FluxStaleOptions& stale = options_.stale;
+  PD_REQUIRE(!(pipefusion && stale.patch_parallel), "PipeFusion and patch parallel cannot be combined");
   DenoiseGroups groups;
-  groups.rows = flux_shard_rows(T, N, sp.parts(), sp.part());
+  groups.rows = pipefusion ? flux_shard_rows(T, N, 1, 0) : flux_shard_rows(T, N, sp.parts(), sp.part());
+  if (sp.parts() > 1) {
+    if (pipefusion) groups.stage_sp = g.sp.get();
+    else if (stale.patch_parallel) groups.patch = g.sp.get();
+  }
   if (sp.parts() > 1 || tensor_parallel) groups.sp = &sp;
+  if (pipefusion) groups.pp = g.pp.get();
   if (cfg_parallel) groups.cfg = g.cfg.get();
-  const bool decodes = sp.part() == 0 && ctx.coord(MeshDim::kCfg) == 0 && ctx.coord(MeshDim::kTp) == 0;
+  const bool decodes = sp.part() == 0 && ctx.coord(MeshDim::kCfg) == 0 && ctx.coord(MeshDim::kTp) == 0 &&
+                       ctx.coord(MeshDim::kPp) == 0;
   const int64_t channels = kFluxLatentChannels * kFluxPatch * kFluxPatch;
 
   const SequenceShard images(req.batch_count, ctx.mesh.degree(MeshDim::kDp));
@@ -99,12 +111,16 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
         r.timings.step_s.push_back(p.step_seconds);
         if (progress) progress({i, req.batch_count, p.step, p.steps, p.step_seconds});
       };
-    denoise_rows(x, req.width, req.height, r.steps, req.guidance, positive, cfg ? &negative : nullptr,
-                 req.true_cfg_scale, groups, report);
+    if (pipefusion)
+      denoise_pipefusion(x, req.width, req.height, r.steps, req.guidance, positive, cfg ? &negative : nullptr,
+                         req.true_cfg_scale, groups, report);
+    else
+      denoise_rows(x, req.width, req.height, r.steps, req.guidance, positive, cfg ? &negative : nullptr,
+                   req.true_cfg_scale, groups, report);
 
-    // The one gather of the image: every SP rank's rows into the whole latents.
+    // The one gather of the image: every SP rank's rows into the whole latents (PipeFusion's stage 0 has them).
     Tensor whole = x;
-    if (sp.parts() > 1) {
+    if (sp.parts() > 1 && !pipefusion) {
       whole = backend_.empty({1, N, channels}, DType::kF32);
       std::vector<Tensor> pieces(sp.parts());
       for (int p = 0; p < sp.parts(); ++p) {

@@ -7,7 +7,9 @@
 #include "paradit/backend/cuda_backend.h"
 #include "paradit/core/log.h"
 #include "paradit/core/status.h"
+#include "paradit/models/flux_cost.h"
 #include "paradit/parallel/mesh_groups.h"
+#include "paradit/parallel/pipefusion_schedule.h"
 #include "paradit/parallel/rank_context.h"
 #include "paradit/runtime/mesh_plan.h"
 #include "runtime/merge_results.h"
@@ -18,6 +20,10 @@
 namespace paradit {
 namespace runtime {
 namespace {
+
+// The sequence PipeFusion's stages are balanced for (1024², 512 T5 tokens): the costs of both block kinds scale
+// alike with it, so the split barely depends on it.
+constexpr int64_t kBalanceImageTokens = 4096, kBalanceTextTokens = 512;
 
 // "ulysses 1, ring 0" for the rank's coordinates along the dimensions of the mesh above 1.
 std::string coords_str(const DeviceMesh& mesh, int rank) {
@@ -72,11 +78,16 @@ class EngineImpl final : public Engine {
   // Backends and pipelines (no collective: a failing rank cannot block the others), then the communicators.
   void start() {
     const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<int> stages = pipefusion_stages();
     throw_if_failed(run([&](int r) {
       Rank& rank = ranks_[size_t(r)];
       rank.backend = make_backend_(r);
       FluxPipelineOptions o = options_.pipeline;
       o.encodes_prompts = r == 0;
+      if (!stages.empty()) {
+        const int s = mesh_.coord(r, MeshDim::kPp);
+        o.stale.blocks = {stages[size_t(s)], stages[size_t(s) + 1]};
+      }
       o.tensor_parallel = {mesh_.coord(r, MeshDim::kTp), mesh_.degree(MeshDim::kTp)};
       rank.pipeline = options_.make_pipeline ? options_.make_pipeline(*rank.backend, r, o)
                                              : FluxPipeline::load(*rank.backend, options_.sources, o);
@@ -164,6 +175,23 @@ class EngineImpl final : public Engine {
       if (ranks_[size_t(r)].world) ranks_[size_t(r)].world->abort(s.to_string());
       throw Error(s);
     });
+  }
+
+  // PipeFusion's stage boundaries (blocks), or none without it.
+  std::vector<int> pipefusion_stages() const {
+    const int pp = mesh_.degree(MeshDim::kPp);
+    if (pp == 1) return {};
+    const FluxConfig config =
+        options_.transformer_config ? *options_.transformer_config : flux_transformer_config(options_.sources);
+    const int blocks = config.num_layers + config.num_single_layers;
+    std::vector<int> b =
+        options_.pipefusion_split.empty()
+            ? balanced_stages(flux_block_flops(config, kBalanceImageTokens, kBalanceTextTokens), pp)
+            : explicit_stages(options_.pipefusion_split, blocks, pp);
+    std::string s;
+    for (int i = 0; i < pp; ++i) s += (i ? ", " : "") + detail::concat("[", b[size_t(i)], ", ", b[size_t(i) + 1], ")");
+    PD_LOG(kInfo, "PipeFusion: ", pp, " stages of the ", blocks, " blocks: ", s);
+    return b;
   }
 
   void throw_if_failed(const std::vector<Status>& outcomes) const {

@@ -60,17 +60,53 @@ struct FluxInputs {
   Tensor txt_ids;                // host f32 [T, 3]
 };
 
+// The transformer blocks a model holds: [begin, end) of the list double blocks 0..num_layers−1, then single
+// blocks (index num_layers + j). A PipeFusion stage holds one contiguous range and only its weights; the
+// embedders and the final layer (small) are held by every stage. end < 0: through the last block.
+struct FluxBlockRange {
+  int begin = 0, end = -1;
+  int end_or(int blocks) const { return end < 0 ? blocks : end; }
+};
+
+// Attention against K/V kept across forwards (PipeFusion's and patch parallel's stale K/V,
+// models/flux_stale_kv.h): the forward gives each block's fresh q, k, v of its rows and the attention decides which
+// keys they meet. `layer` is the block index of FluxBlockRange. q, k, v, out: [B, rows, H, d] (H: this rank's heads
+// under tensor parallelism; a rank that holds none is never called).
+class FluxKvAttention {
+ public:
+  virtual ~FluxKvAttention() = default;
+  virtual void attend(Backend& be, int layer, const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
+                      float scale) = 0;
+};
+
+// One forward of the model's blocks over a contiguous range of rows of the joint [text; image] sequence: a
+// PipeFusion patch at one stage, or a patch-parallel rank's band. The rows hold `text_rows` text rows (starting
+// at first_row) then `image_rows` image rows.
+struct FluxPartInputs {
+  int64_t first_row = 0, text_rows = 0, image_rows = 0;
+  Tensor hidden_states;          // the first stage (blocks begin at 0): [B, image_rows, in_channels]
+  Tensor encoder_hidden_states;  // the first stage: [B, text_rows, joint_attention_dim]
+  Tensor stream;                 // later stages: [B, text_rows + image_rows, hidden] from the stage before (used
+                                 // in place)
+  Tensor pooled_projections;     // [B, pooled_projection_dim]
+  std::vector<float> timestep, guidance;  // [B] each, as FluxInputs
+  Tensor img_ids, txt_ids;                // the whole sequence's, host f32
+  FluxKvAttention* attention = nullptr;   // required: every block's attention goes through it
+  Communicator* tp = nullptr;             // a sharded model's tp group, as FluxParallel::tp
+};
+
 class FluxTransformer {
  public:
-  // Uploads every weight of the checkpoint to the backend in its compute dtype — with a shard, only this rank's
-  // slices of them, read from the (memory-mapped) checkpoint: a model too big for one device loads over several.
+  // Uploads the weights of the checkpoint to the backend in its compute dtype: the blocks of `blocks` only, and
+  // with a shard only this rank's slices of them, read from the (memory-mapped) checkpoint: a model too big for one
+  // device loads over several.
   static std::unique_ptr<FluxTransformer> load(Backend& backend, const FluxCheckpoint& checkpoint,
-                                               FluxTensorShard shard = {});
+                                               FluxTensorShard shard = {}, FluxBlockRange blocks = {});
   // Random weights (Backend::fill_random) for benchmarks: same shapes, memory and arithmetic as the real model.
   // A shard holds the slices of the unsharded model's tensors (each made whole on the device, one at a time, and
   // cut), so every tp degree computes the same function.
   static std::unique_ptr<FluxTransformer> random(Backend& backend, const FluxConfig& config, uint64_t seed,
-                                                 FluxTensorShard shard = {});
+                                                 FluxTensorShard shard = {}, FluxBlockRange blocks = {});
 
   virtual ~FluxTransformer() = default;
   const FluxConfig& config() const { return config_; }
@@ -84,6 +120,11 @@ class FluxTransformer {
   // ranks of a tp group the same rows). Returns this rank's image rows of the velocity,
   // [B, image_count, out_channels]. A sharded model (tensor_shard().size > 1) needs parallel.tp, of that size.
   virtual Tensor forward(const FluxInputs& in, const FluxParallel& parallel) = 0;
+  // The held blocks over some rows (FluxPartInputs). Returns the stream [B, rows, hidden] after the last held
+  // block, or — when the model holds the last block — the velocity of the image rows [B, image_rows, out_channels].
+  // Forwards of full models only (forward() above) need every block.
+  virtual Tensor forward_part(const FluxPartInputs& in) = 0;
+  virtual FluxBlockRange blocks() const = 0;  // end resolved
 
  protected:
   FluxTransformer(FluxConfig config, FluxTensorShard shard) : config_(config), shard_(shard) {}

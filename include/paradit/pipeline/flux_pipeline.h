@@ -75,6 +75,16 @@ struct FluxNetworkConfigs {
   static FluxNetworkConfigs tiny();
 };
 
+// The methods that keep K/V across steps (PipeFusion over the mesh's pp dimension, patch parallel over its
+// sequence-parallel group): approximate unless every step is a warm-up step. runtime/engine.h fills these in for
+// every rank.
+struct FluxStaleOptions {
+  FluxBlockRange blocks;        // the transformer blocks this rank holds (its PipeFusion stage); default all
+  int patches = 0;              // PipeFusion: image bands (uneven allowed, at most the image's tokens); 0: pp degree
+  int warmup_steps = 1;         // the first steps run synchronously over the whole sequence: exact
+  bool patch_parallel = false;  // the sequence-parallel group runs patch parallel (stale remote K/V), not USP
+};
+
 struct FluxPipelineOptions {
   // Frees the text encoders' weights once a request's prompts are encoded (reloaded when the next one needs
   // them): FLUX.1's T5-XXL is 9.5 GB in bf16, memory the transformer can use.
@@ -88,6 +98,8 @@ struct FluxPipelineOptions {
   // The share of the transformer's weights this rank loads (tensor parallelism: the engine sets the rank's tp
   // coordinate and degree); generate_rank then passes the mesh's tp group to it.
   FluxTensorShard tensor_parallel;
+  // The methods that keep K/V across steps (the engine sets the blocks of the rank's PipeFusion stage).
+  FluxStaleOptions stale;
 };
 
 // One generation request (FluxPipeline.__call__'s arguments that matter here).

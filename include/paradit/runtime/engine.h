@@ -30,7 +30,9 @@ struct EngineOptions {
   MeshDegrees mesh;           // the world is their product
   int threads_per_rank = 0;   // CPU ranks: 0 shares the machine's cores evenly (at least one each)
   FluxPipelineSources sources;
-  FluxPipelineOptions pipeline;  // encodes_prompts is set per rank (world rank 0 alone encodes)
+  FluxPipelineOptions pipeline;  // encodes_prompts and stale.blocks are set per rank
+  // PipeFusion (mesh.pp > 1): the first block of every stage but the first; empty: stages balanced by FLOPs.
+  std::vector<int> pipefusion_split;
   // Makes rank r's backend, on rank r's worker thread; unset: from device and threads_per_rank. For devices of
   // one's own, and for tests that make one rank fail.
   std::function<std::unique_ptr<Backend>(int rank)> make_backend;
@@ -38,6 +40,9 @@ struct EngineOptions {
   // weights (benchmarks: FluxPipeline::random).
   std::function<std::unique_ptr<FluxPipeline>(Backend& backend, int rank, const FluxPipelineOptions& options)>
       make_pipeline;
+  // The transformer's config, which PipeFusion's stage split needs before any rank loads; unset: read from
+  // `sources` (set it with make_pipeline).
+  std::optional<FluxConfig> transformer_config;
 };
 
 // One rank's device memory.

@@ -10,6 +10,7 @@ struct MeshRequest {
   int ulysses = 0, ring = 0;  // 0: not given
   bool cfg_parallel = false;
   int dp = 1;
+  int pp = 1;  // --pipefusion N: pipeline stages (kept as given, like dp)
   int ranks = 0;  // --gpus N: the world size; 0: the product of the degrees
 };
 

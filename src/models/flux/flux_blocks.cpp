@@ -122,14 +122,17 @@ void qk_norm_rope(Backend& backend, const Workspace& ws, int64_t start, int64_t 
 }
 
 // Joint attention over every row of the sequence, on this rank's heads, into columns [0, A) of cat: the local
-// rows of qkv alone on one rank, all ranks' rows through usp_attention under sequence parallelism. The ranks
-// of an SP group share a tp coordinate, so they all hold the same heads (none, and all skip, or the same ones).
+// rows of qkv alone on one rank, all ranks' rows through usp_attention under sequence parallelism, kept K/V
+// through ws.kv. The ranks of an SP group (or a patch-parallel group, or a PipeFusion stage's) share a tp
+// coordinate, so they all hold the same heads (none, and all skip, or the same ones).
 void joint_attention(Backend& backend, const Workspace& ws) {
   if (ws.H == 0) return;
   const Tensor out = ws.attention_out().unflatten(2, ws.H, ws.d);
   const Tensor q = ws.head_chunk(ws.qkv, 0), k = ws.head_chunk(ws.qkv, 1), v = ws.head_chunk(ws.qkv, 2);
   const float scale = float(1.0 / std::sqrt(double(ws.d)));
-  if (ws.parallel == nullptr) {
+  if (ws.kv != nullptr) {
+    ws.kv->attend(backend, ws.layer, out, q, k, v, scale);
+  } else if (ws.parallel == nullptr) {
     backend.attention(out, Tensor(), q, k, v, scale);
   } else {
     // q, k and v side by side ([B, rows, 3, H, d]): Ulysses moves them in one all-to-all.

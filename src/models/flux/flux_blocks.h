@@ -48,6 +48,10 @@ struct Workspace {
   int64_t sequence = 0;
   // Tensor parallelism: the tp group, null when this rank holds every weight.
   Communicator* tp = nullptr;
+  // Stale-K/V attention (PipeFusion, patch parallel): when set, every block's attention goes through it, told
+  // the block's index.
+  FluxKvAttention* kv = nullptr;
+  int layer = 0;
 
   // Rows [start, start + length) of a [B, T+N, ·] buffer.
   static Tensor rows(const Tensor& t, int64_t start, int64_t length) { return t.slice(1, start, length); }

@@ -19,4 +19,14 @@ FluxFlops flux_forward_flops(const FluxConfig& c, int64_t image_tokens, int64_t 
   return f;
 }
 
+std::vector<double> flux_block_flops(const FluxConfig& c, int64_t image_tokens, int64_t text_tokens) {
+  const double D = c.hidden(), S = double(image_tokens + text_tokens);
+  const double attention = 4 * S * S * D;
+  const double per_double = 2 * S * D * 12 * D + 2 * D * 12 * D + attention;
+  const double per_single = 2 * S * D * 12 * D + 2 * D * 3 * D + attention;
+  std::vector<double> f(size_t(c.num_layers), per_double);
+  f.resize(size_t(c.num_layers + c.num_single_layers), per_single);
+  return f;
+}
+
 }  // namespace paradit

@@ -8,6 +8,8 @@
 // buffers are that big, the RoPE tables are those rows', and the attention of every block spans all ranks.
 // Under tensor parallelism (FluxTensorShard) the model holds a share of each block's heads and MLP columns
 // (flux_tensor_parallel.cpp) and the blocks complete their row-parallel GEMMs with one all-reduce per half block.
+// forward_part runs the held blocks (a PipeFusion stage's) over some rows, attending to K/V kept across forwards
+// (PipeFusion, patch parallel); it too runs under tensor parallelism.
 #include <array>
 #include <cmath>
 #include <string>
@@ -51,13 +53,67 @@ void require_device_input(Backend& backend, const char* what, const Tensor& t, c
 
 class FluxModel final : public FluxTransformer {
  public:
-  FluxModel(Backend& backend, const FluxConfig& config, const TensorParallelLayout& layout, FluxWeights weights)
-      : FluxTransformer(config, layout.shard), backend_(backend), layout_(layout), w_(std::move(weights)) {}
+  FluxModel(Backend& backend, const FluxConfig& config, const TensorParallelLayout& layout, FluxWeights weights,
+            FluxBlockRange blocks)
+      : FluxTransformer(config, layout.shard),
+        backend_(backend),
+        layout_(layout),
+        w_(std::move(weights)),
+        blocks_(blocks) {
+    blocks_.end = blocks.end_or(total_blocks());
+  }
 
   size_t weight_bytes() const override { return w_.bytes; }
+  FluxBlockRange blocks() const override { return blocks_; }
   Tensor forward(const FluxInputs& in) override { return run(in, nullptr, nullptr); }
   Tensor forward(const FluxInputs& in, const FluxParallel& parallel) override {
     return run(in, &parallel, nullptr);
+  }
+
+  Tensor forward_part(const FluxPartInputs& in) override {
+    PD_REQUIRE(in.attention != nullptr, "FLUX forward_part needs the attention that holds the K/V");
+    PD_REQUIRE(in.img_ids.defined() && in.txt_ids.defined() && in.pooled_projections.defined(),
+               "FLUX forward_part needs img_ids, txt_ids and pooled_projections");
+    require_tp_group(in.tp);
+    const int64_t B = in.pooled_projections.size(0), T = in.txt_ids.size(0), N = in.img_ids.size(0);
+    const int64_t rows = in.text_rows + in.image_rows;
+    PD_REQUIRE(in.first_row >= 0 && in.first_row + rows <= T + N &&
+                   (in.text_rows == 0 || in.first_row + in.text_rows <= T),
+               "FLUX forward_part: rows [", in.first_row, ", ", in.first_row + rows, ") with ", in.text_rows,
+               " text rows do not fit a sequence of ", T, " text and ", N, " image tokens");
+    const bool first = blocks_.begin == 0, last = blocks_.end == total_blocks();
+    Workspace ws(backend_, config_, layout_, B, in.text_rows, in.image_rows);
+    ws.kv = in.attention;
+    ws.sequence = T + N;
+    if (shard_.size > 1) ws.tp = in.tp;
+    rope_.update(backend_, in.txt_ids, in.img_ids, config_.axes_dims_rope, in.first_row, rows);
+    ws.cos = rope_.cos;
+    ws.sin = rope_.sin;
+    if (first) {
+      require_device_input(backend_, "hidden_states", in.hidden_states, {B, in.image_rows, config_.in_channels});
+      require_device_input(backend_, "encoder_hidden_states", in.encoder_hidden_states,
+                           {B, in.text_rows, config_.joint_attention_dim});
+      if (in.image_rows > 0)
+        backend_.linear(ws.img(ws.z), in.hidden_states, w_.img_in.w, w_.img_in.b, Epilogue::kNone);
+      if (in.text_rows > 0)
+        backend_.linear(ws.txt(ws.z), in.encoder_hidden_states, w_.txt_in.w, w_.txt_in.b, Epilogue::kNone);
+    } else {
+      // The stage before flushed its pending residual updates: the stream starts with none.
+      require_device_input(backend_, "stream", in.stream, {B, rows, config_.hidden()});
+      PD_REQUIRE(in.stream.is_contiguous(), "FLUX forward_part: the stream must be contiguous");
+      ws.z = in.stream;
+    }
+    FluxInputs cond;
+    cond.pooled_projections = in.pooled_projections;
+    cond.timestep = in.timestep;
+    cond.guidance = in.guidance;
+    PD_REQUIRE(int64_t(in.timestep.size()) == B && (!config_.guidance_embeds || int64_t(in.guidance.size()) == B),
+               "FLUX forward_part: timestep and guidance need one value per batch row (", B, ")");
+    backend_.silu(ws.silu_temb, conditioning(cond, B));
+    run_blocks(ws, nullptr);
+    if (last) return final_layer(ws, B);
+    ws.flush(backend_);  // the next stage reads z as it is
+    return ws.z;
   }
 
   // parallel: null for a forward over the whole sequence on this rank.
@@ -88,48 +144,52 @@ class FluxModel final : public FluxTransformer {
     report("temb", temb);
     backend_.silu(ws.silu_temb, temb);
 
-    for (size_t i = 0; i < w_.double_blocks.size(); ++i) {
-      double_block(backend_, w_.double_blocks[i], ws);
-      if (tap) {
-        ws.flush(backend_);
-        report("double" + std::to_string(i) + "_encoder", ws.txt(ws.z));
-        report("double" + std::to_string(i) + "_hidden", ws.img(ws.z));
-      }
-    }
-    for (size_t i = 0; i < w_.single_blocks.size(); ++i) {
-      single_block(backend_, w_.single_blocks[i], ws);
-      if (tap) {
-        ws.flush(backend_);
-        report("single" + std::to_string(i) + "_out", ws.z);
-      }
-    }
+    run_blocks(ws, tap);
+    return final_layer(ws, B, tap);
+  }
 
-    // AdaLayerNormContinuous on the image rows; BFL's final modulation is [shift | scale].
+ private:
+  int total_blocks() const { return config_.num_layers + config_.num_single_layers; }
+
+  // The held blocks in order, each told its index (for stale-K/V attention). A tap sees z with the pending
+  // residual update applied.
+  void run_blocks(Workspace& ws, const FluxTap& tap) {
+    for (int b = blocks_.begin; b < blocks_.end; ++b) {
+      ws.layer = b;
+      if (b < config_.num_layers) {
+        double_block(backend_, w_.double_blocks[size_t(b)], ws);
+        if (tap) {
+          ws.flush(backend_);
+          tap("double" + std::to_string(b) + "_encoder", ws.txt(ws.z));
+          tap("double" + std::to_string(b) + "_hidden", ws.img(ws.z));
+        }
+      } else {
+        const int i = b - config_.num_layers;
+        single_block(backend_, w_.single_blocks[size_t(i)], ws);
+        if (tap) {
+          ws.flush(backend_);
+          tap("single" + std::to_string(i) + "_out", ws.z);
+        }
+      }
+    }
+  }
+
+  // AdaLayerNormContinuous on the image rows (applying the last block's pending update) and the output
+  // projection; BFL's final modulation is [shift | scale]. The modulation is a collective of the tp group, run
+  // even by a rank without image rows.
+  Tensor final_layer(Workspace& ws, int64_t B, const FluxTap& tap = {}) {
     const Tensor mod = ws.begin_block()[1].slice(1, 0, 2 * ws.D);
     modulation(backend_, ws, mod, w_.final_mod);
-    ws.norm_modulate(backend_, ws.T, ws.N, ws.chunk(mod, 0), ws.chunk(mod, 1));
-    report("norm_out_out", ws.img(ws.zn));
     Tensor out = backend_.empty({B, ws.N, config_.out_channels});
+    if (ws.N == 0) return out;
+    ws.norm_modulate(backend_, ws.T, ws.N, ws.chunk(mod, 0), ws.chunk(mod, 1));
+    if (tap) tap("norm_out_out", ws.img(ws.zn));
     backend_.linear(out, ws.img(ws.zn), w_.final_out.w, w_.final_out.b, Epilogue::kNone);
     return out;
   }
 
- private:
-  struct Dims {
-    int64_t B, N, T;     // batch; image and text tokens of the whole sequence
-    FluxShardRows rows;  // those this rank holds
-  };
-  // Checks every input against the config, each other and this rank's share of the sequence.
-  Dims validate(const FluxInputs& in, const FluxParallel* parallel) const {
-    PD_REQUIRE(in.hidden_states.defined() && in.hidden_states.dim() == 3 && in.img_ids.defined() &&
-                   in.txt_ids.defined() && in.img_ids.dim() == 2 && in.txt_ids.dim() == 2,
-               "FLUX forward needs hidden_states [B, N, C] and img_ids [N, 3], txt_ids [T, 3]");
-    const int64_t B = in.hidden_states.size(0), N = in.img_ids.size(0), T = in.txt_ids.size(0);
-    PD_REQUIRE(B > 0 && N > 0 && T > 0, "FLUX forward needs a batch, image tokens and text tokens; got B=", B,
-               " N=", N, " T=", T);
-    FluxShardRows rows{0, T, 0, N};
-    std::string where;
-    const Communicator* tp = parallel != nullptr ? parallel->tp : nullptr;
+  // A sharded model's forward needs its tp group (of its size, this rank at its coordinate); a whole one none.
+  void require_tp_group(const Communicator* tp) const {
     if (shard_.size > 1) {
       PD_REQUIRE(tp != nullptr && tp->size() == shard_.size && tp->rank() == shard_.rank,
                  "this FLUX transformer holds tensor-parallel shard ", shard_.rank, " of ", shard_.size,
@@ -139,6 +199,25 @@ class FluxModel final : public FluxTransformer {
       PD_REQUIRE(tp == nullptr || tp->size() == 1, "a tp group of ", tp ? tp->size() : 0,
                  " ranks was given to a FLUX transformer that holds every weight (load it with FluxTensorShard)");
     }
+  }
+
+  struct Dims {
+    int64_t B, N, T;     // batch; image and text tokens of the whole sequence
+    FluxShardRows rows;  // those this rank holds
+  };
+  // Checks every input against the config, each other and this rank's share of the sequence.
+  Dims validate(const FluxInputs& in, const FluxParallel* parallel) const {
+    PD_REQUIRE(blocks_.begin == 0 && blocks_.end == total_blocks(), "this FLUX model holds blocks [",
+               blocks_.begin, ", ", blocks_.end, ") of ", total_blocks(), ": a whole forward needs them all");
+    PD_REQUIRE(in.hidden_states.defined() && in.hidden_states.dim() == 3 && in.img_ids.defined() &&
+                   in.txt_ids.defined() && in.img_ids.dim() == 2 && in.txt_ids.dim() == 2,
+               "FLUX forward needs hidden_states [B, N, C] and img_ids [N, 3], txt_ids [T, 3]");
+    const int64_t B = in.hidden_states.size(0), N = in.img_ids.size(0), T = in.txt_ids.size(0);
+    PD_REQUIRE(B > 0 && N > 0 && T > 0, "FLUX forward needs a batch, image tokens and text tokens; got B=", B,
+               " N=", N, " T=", T);
+    FluxShardRows rows{0, T, 0, N};
+    std::string where;
+    require_tp_group(parallel != nullptr ? parallel->tp : nullptr);
     if (parallel != nullptr) {
       PD_REQUIRE((parallel->ulysses != nullptr) == (parallel->ring != nullptr),
                  "FLUX sequence-parallel forward needs both the Ulysses and the Ring communicator, or neither");
@@ -225,14 +304,15 @@ class FluxModel final : public FluxTransformer {
   Backend& backend_;
   TensorParallelLayout layout_;
   FluxWeights w_;
+  FluxBlockRange blocks_;
   RopeCache rope_;
 };
 
 std::unique_ptr<FluxTransformer> create(Backend& backend, const FluxConfig& config, FluxTensorShard shard,
-                                        const WeightSource& make) {
+                                        FluxBlockRange blocks, const WeightSource& make) {
   validate_config(config);
   const TensorParallelLayout layout(config, shard);
-  return std::make_unique<FluxModel>(backend, config, layout, build_weights(config, layout, make));
+  return std::make_unique<FluxModel>(backend, config, layout, build_weights(config, layout, make, blocks), blocks);
 }
 
 // FNV-1a of a weight's name mixed into the seed: every tensor gets its own stream, whatever the order of
@@ -258,8 +338,8 @@ Tensor forward_with_tap(FluxTransformer& model, const FluxInputs& in, const Flux
 }  // namespace flux
 
 std::unique_ptr<FluxTransformer> FluxTransformer::load(Backend& backend, const FluxCheckpoint& checkpoint,
-                                                       FluxTensorShard shard) {
-  return flux::create(backend, checkpoint.config(), shard,
+                                                       FluxTensorShard shard, FluxBlockRange blocks) {
+  return flux::create(backend, checkpoint.config(), shard, blocks,
                       [&](const std::string& name, const Shape&, const flux::WeightSlice& slice) -> Tensor {
                         if (slice.kind == flux::WeightSlice::Kind::kNone) return {};
                         return backend.upload(slice.host(checkpoint.get(name)), backend.compute_dtype());
@@ -267,9 +347,9 @@ std::unique_ptr<FluxTransformer> FluxTransformer::load(Backend& backend, const F
 }
 
 std::unique_ptr<FluxTransformer> FluxTransformer::random(Backend& backend, const FluxConfig& config, uint64_t seed,
-                                                         FluxTensorShard shard) {
+                                                         FluxTensorShard shard, FluxBlockRange blocks) {
   // Weights ~ 1/√fan_in (activations keep their scale through the blocks), biases small, norm scales 1 ± 0.02.
-  return flux::create(backend, config, shard,
+  return flux::create(backend, config, shard, blocks,
                       [&](const std::string& name, const Shape& shape, const flux::WeightSlice& slice) -> Tensor {
     if (slice.kind == flux::WeightSlice::Kind::kNone) return {};
     Tensor t = backend.empty(shape);

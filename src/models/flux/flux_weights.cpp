@@ -39,12 +39,34 @@ StreamWeights stream(const Binder& t, const std::string& p, const std::string& s
           t.linear(p + s + "_mlp.2")};
 }
 
+// The number after `prefix` at the start of name, or −1.
+int index_after(const std::string& name, const std::string& prefix) {
+  if (name.rfind(prefix, 0) != 0) return -1;
+  const size_t dot = name.find('.', prefix.size());
+  return std::stoi(name.substr(prefix.size(), dot - prefix.size()));
+}
+
 }  // namespace
 
-FluxWeights build_weights(const FluxConfig& config, const TensorParallelLayout& layout, const WeightSource& make) {
+int block_of_tensor(const FluxConfig& config, const std::string& name) {
+  const int d = index_after(name, "double_blocks.");
+  if (d >= 0) return d;
+  const int s = index_after(name, "single_blocks.");
+  return s >= 0 ? config.num_layers + s : -1;
+}
+
+FluxWeights build_weights(const FluxConfig& config, const TensorParallelLayout& layout, const WeightSource& make,
+                          FluxBlockRange blocks) {
+  const int total = config.num_layers + config.num_single_layers;
+  const int end = blocks.end_or(total);
+  PD_REQUIRE(blocks.begin >= 0 && blocks.begin < end && end <= total, "FLUX blocks [", blocks.begin, ", ", end,
+             ") out of range: the model has ", total, " blocks");
+  const auto held = [&](int block) { return block >= blocks.begin && block < end; };
   FluxWeights w;
   std::map<std::string, Tensor> made;
   for (const auto& [name, shape] : config.tensor_shapes()) {
+    const int block = block_of_tensor(config, name);
+    if (block >= 0 && !held(block)) continue;
     const WeightSlice slice = layout.slice(name, shape);
     Tensor t = make(name, shape, slice);
     if (slice.kind == WeightSlice::Kind::kNone) {
@@ -70,15 +92,19 @@ FluxWeights build_weights(const FluxConfig& config, const TensorParallelLayout& 
   }
   w.vector_in = t.linear("vector_in.in_layer");
   w.vector_out = t.linear("vector_in.out_layer");
+  w.double_blocks.resize(size_t(config.num_layers));
+  w.single_blocks.resize(size_t(config.num_single_layers));
   for (int i = 0; i < config.num_layers; ++i) {
+    if (!held(i)) continue;
     const std::string p = "double_blocks." + std::to_string(i) + ".";
-    w.double_blocks.push_back({stream(t, p, "img"), stream(t, p, "txt")});
+    w.double_blocks[size_t(i)] = {stream(t, p, "img"), stream(t, p, "txt")};
   }
   for (int i = 0; i < config.num_single_layers; ++i) {
+    if (!held(config.num_layers + i)) continue;
     const std::string p = "single_blocks." + std::to_string(i) + ".";
-    w.single_blocks.push_back({t.linear(p + "modulation.lin"), t.rows(p + "linear1", 0, qkv_rows),
-                               t.rows(p + "linear1", qkv_rows, mlp_rows), t.tensor(p + "norm.query_norm.scale"),
-                               t.tensor(p + "norm.key_norm.scale"), t.linear(p + "linear2")});
+    w.single_blocks[size_t(i)] = {t.linear(p + "modulation.lin"), t.rows(p + "linear1", 0, qkv_rows),
+                                  t.rows(p + "linear1", qkv_rows, mlp_rows), t.tensor(p + "norm.query_norm.scale"),
+                                  t.tensor(p + "norm.key_norm.scale"), t.linear(p + "linear2")};
   }
   w.final_mod = t.linear("final_layer.adaLN_modulation.1");
   w.final_out = t.linear("final_layer.linear");

@@ -92,7 +92,12 @@ struct TensorParallelLayout {
 // slice of it this rank holds; undefined for WeightSlice::Kind::kNone.
 using WeightSource = std::function<Tensor(const std::string& name, const Shape& shape, const WeightSlice& slice)>;
 
-// Calls make once for every tensor of config.tensor_shapes() and binds the results.
-FluxWeights build_weights(const FluxConfig& config, const TensorParallelLayout& layout, const WeightSource& make);
+// Calls make once for every tensor of config.tensor_shapes() but those of blocks outside `blocks`, and binds the
+// results. The blocks outside the range stay empty (a PipeFusion stage holds only its own).
+FluxWeights build_weights(const FluxConfig& config, const TensorParallelLayout& layout, const WeightSource& make,
+                          FluxBlockRange blocks = {});
+
+// The block index (FluxBlockRange numbering) a tensor name belongs to, or −1 for the embedders and final layer.
+int block_of_tensor(const FluxConfig& config, const std::string& name);
 
 }  // namespace paradit::flux
