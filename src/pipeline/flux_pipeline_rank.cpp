@@ -9,7 +9,9 @@
 //   sequence; its latents are only its image rows, from the host noise to the last Euler step.
 // - CFG: with C = 2, cfg rank 0 runs the positive branch and cfg rank 1 the negative; they swap velocities
 //   every step and take the same step.
-// - Decoding: each image's rows are gathered once over the SP group; SP rank 0 of cfg rank 0 decodes it.
+// - Decoding: each image's rows are gathered once over the SP group; then every rank of its SP × CFG group (which
+//   all hold the same latents) decodes a band of the image (VaeDecoder::decode_to_rgb8_parallel) and SP rank 0 of
+//   cfg rank 0 receives it. With VAE tiling, SP rank 0 of cfg rank 0 decodes alone, as generate() does.
 #include <algorithm>
 #include <chrono>
 
@@ -104,13 +106,16 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
       g.sp->all_gather_v(pieces, x);
     }
     r.timings.denoise_s += seconds_since(start);
-    if (!decodes) continue;
+    const bool parallel_decode = g.vae->size() > 1 && !options_.vae_tiling;
+    if (!decodes && !parallel_decode) continue;
 
     const Tensor final = backend_.download_f32(whole);
-    std::copy_n(final.data_as<float>(), N * channels, r.latents.data_as<float>() + k * N * channels);
     start = std::chrono::steady_clock::now();
-    std::vector<Rgb8Image> decoded = decode(final, req.width, req.height);
+    std::vector<Rgb8Image> decoded = parallel_decode ? decode_parallel(final, req.width, req.height, *g.vae)
+                                                     : decode(final, req.width, req.height);
     r.timings.decode_s += seconds_since(start);
+    if (!decodes) continue;
+    std::copy_n(final.data_as<float>(), N * channels, r.latents.data_as<float>() + k * N * channels);
     r.images.push_back(std::move(decoded.front()));
     r.seeds.push_back(seed);
     out.batch_indices.push_back(i);
