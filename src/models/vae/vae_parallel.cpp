@@ -127,6 +127,7 @@ class BandDecoder {
     Tensor h = conv(r.conv1, std::move(a));
     Haloed b = haloed(h.size(3));
     norm(b.interior, h, r.norm2, /*silu=*/true);
+    h = Tensor();  // the serial block normalises in place: hold no more than it does
     h = conv(r.conv2, std::move(b));
     if (!owns()) return h;
     // (shortcut(x) + h) / output_scale_factor, the factor being 1 in the decoder.
