@@ -131,7 +131,6 @@ struct GpuRanks {
 // P CUDA backends (GPUs 0..P−1) and their NCCL world, or empty after a skip-worthy reason in *why.
 GpuRanks gpu_ranks(int P, std::string* why) {
   GpuRanks r;
-  if (!nccl_available(why)) return r;
   if (cuda_device_count(why) < P) {
     *why = detail::concat("needs ", P, " GPUs");
     return r;
@@ -141,7 +140,12 @@ GpuRanks gpu_ranks(int P, std::string* why) {
     r.backends.push_back(create_cuda_backend(i));
     raw.push_back(r.backends.back().get());
   }
-  r.comms = create_nccl_communicators(raw);
+  try {
+    r.comms = create_nccl_communicators(raw);
+  } catch (const Error& e) {
+    if (e.status().code() != StatusCode::kUnavailable) throw;
+    *why = e.what();  // a build without NCCL
+  }
   return r;
 }
 
