@@ -29,6 +29,7 @@ MeshGroups MeshGroups::create(const DeviceMesh& mesh, Communicator& world) {
   g.pp = split_group(mesh, world, {MeshDim::kPp}, "pp");
   g.cfg = split_group(mesh, world, {MeshDim::kCfg}, "cfg");
   g.dp = split_group(mesh, world, {MeshDim::kDp}, "dp");
+  g.vae = split_group(mesh, world, {MeshDim::kTp, MeshDim::kUlysses, MeshDim::kRing, MeshDim::kCfg}, "vae");
   return g;
 }
 

@@ -31,9 +31,8 @@ void warn(FluxResult& r, std::string message) {
   r.warnings.push_back(std::move(message));
 }
 
-}  // namespace
-
-std::vector<Rgb8Image> Pipeline::decode(const Tensor& latents, int64_t width, int64_t height) {
+// Host f32 packed latents [B, N, 64] of a width×height image, checked, as the unpacked NCHW latents the VAE takes.
+Tensor vae_latents(Backend& backend, const Tensor& latents, int64_t width, int64_t height) {
   check_flux_image_size(width, height);
   PD_REQUIRE(latents.defined() && latents.device().is_cpu() && latents.dim() == 3, "decode takes host latents ",
              "[B, N, 64], got ", latents.defined() ? latents.desc() : std::string("undefined"));
@@ -41,10 +40,20 @@ std::vector<Rgb8Image> Pipeline::decode(const Tensor& latents, int64_t width, in
   PD_REQUIRE(latents.shape() == packed, "decode: latents ", shape_str(latents.shape()), " do not fit a ", width,
              "x", height, " image (expected ", shape_str(packed), ")");
   const int64_t lh = kFluxPatch * (height / kFluxPixelsPerToken), lw = kFluxPatch * (width / kFluxPixelsPerToken);
-  const Tensor z = backend_.upload(unpack_latents(latents, lh, lw), DType::kF32);
+  return backend.upload(unpack_latents(latents, lh, lw), DType::kF32);
+}
+
+}  // namespace
+
+std::vector<Rgb8Image> Pipeline::decode(const Tensor& latents, int64_t width, int64_t height) {
   VaeDecodeOptions options;
   options.tiled = options_.vae_tiling;
-  return vae_->decode_to_rgb8(z, options);
+  return vae_->decode_to_rgb8(vae_latents(backend_, latents, width, height), options);
+}
+
+std::vector<Rgb8Image> Pipeline::decode_parallel(const Tensor& latents, int64_t width, int64_t height,
+                                                 Communicator& group) {
+  return vae_->decode_to_rgb8_parallel(vae_latents(backend_, latents, width, height), group);
 }
 
 bool Pipeline::prepare(const FluxRequest& req, FluxResult& r, bool report) const {

@@ -57,6 +57,9 @@ class Pipeline final : public FluxPipeline {
                  const FluxPromptEmbeds& positive, const FluxPromptEmbeds* negative, float true_cfg_scale,
                  const FluxProgressCallback& progress) override;
   std::vector<Rgb8Image> decode(const Tensor& latents, int64_t width, int64_t height) override;
+  // decode() split by height over `group` (VaeDecoder::decode_to_rgb8_parallel): every rank of the group passes
+  // the same latents; the images come back on its rank 0, none elsewhere.
+  std::vector<Rgb8Image> decode_parallel(const Tensor& latents, int64_t width, int64_t height, Communicator& group);
 
  private:
   // With the transformer and the VAE made: checks that the VAE is FLUX's, picks the variant and scheduler, makes

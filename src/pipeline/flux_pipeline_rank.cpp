@@ -11,11 +11,13 @@
 //   every step and take the same step.
 // - Tensor parallel: the ranks of a tp group hold the same rows and a share of the transformer each (loaded so,
 //   FluxPipelineOptions::tensor_parallel); everything outside the transformer they do alike.
-// - Decoding: each image's rows are gathered once over the SP group; SP rank 0 of cfg rank 0, tp rank 0
-//   decodes it.
 // - PipeFusion (pp > 1): the stages of one SP and tp coordinate form a ring; stage 0 keeps the whole image's
-//   latents (flux_pipeline_pipefusion.cpp) and its SP rank 0 of cfg rank 0, tp rank 0 decodes.
+//   latents (flux_pipeline_pipefusion.cpp) and its SP rank 0 of cfg rank 0, tp rank 0 decodes alone.
 // - Patch parallel: as sequence parallel, but the SP group attends with stale remote K/V (PatchParallelKv).
+// - Decoding (without PipeFusion): each image's rows are gathered once over the SP group; then every rank of its
+//   tp × SP × CFG group (which all hold the same latents) decodes a band of the image
+//   (VaeDecoder::decode_to_rgb8_parallel) and the group's rank 0 — tp, SP and cfg rank 0 — receives it. With VAE
+//   tiling that rank decodes alone, as generate() does.
 #include <algorithm>
 #include <chrono>
 
@@ -130,13 +132,16 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
       g.sp->all_gather_v(pieces, x);
     }
     r.timings.denoise_s += seconds_since(start);
-    if (!decodes) continue;
+    const bool parallel_decode = g.vae->size() > 1 && !options_.vae_tiling && !pipefusion;
+    if (!decodes && !parallel_decode) continue;
 
     const Tensor final = backend_.download_f32(whole);
-    std::copy_n(final.data_as<float>(), N * channels, r.latents.data_as<float>() + k * N * channels);
     start = std::chrono::steady_clock::now();
-    std::vector<Rgb8Image> decoded = decode(final, req.width, req.height);
+    std::vector<Rgb8Image> decoded = parallel_decode ? decode_parallel(final, req.width, req.height, *g.vae)
+                                                     : decode(final, req.width, req.height);
     r.timings.decode_s += seconds_since(start);
+    if (!decodes) continue;
+    std::copy_n(final.data_as<float>(), N * channels, r.latents.data_as<float>() + k * N * channels);
     r.images.push_back(std::move(decoded.front()));
     r.seeds.push_back(seed);
     out.batch_indices.push_back(i);

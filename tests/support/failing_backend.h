@@ -78,6 +78,13 @@ class FailingBackend final : public Backend {
     in_->group_norm(y, x, w, b, groups, e, silu);
   }
   void upsample_nearest2x(const Tensor& y, const Tensor& x) override { in_->upsample_nearest2x(y, x); }
+  void group_norm_sums(const Tensor& s, const Tensor& x, int groups, const Tensor& shift) override {
+    in_->group_norm_sums(s, x, groups, shift);
+  }
+  void group_norm_apply(const Tensor& y, const Tensor& x, const Tensor& s, const Tensor& shift, double count,
+                        const Tensor& w, const Tensor& b, int groups, float e, bool silu) override {
+    in_->group_norm_apply(y, x, s, shift, count, w, b, groups, e, silu);
+  }
 
  private:
   std::unique_ptr<Backend> in_;

@@ -125,10 +125,26 @@ class Backend {
                           float eps, bool silu) = 0;
   // Nearest-neighbour ×2: y [B, 2H, 2W, C] from x [B, H, W, C].
   virtual void upsample_nearest2x(const Tensor& y, const Tensor& x) = 0;
+
+  // GroupNorm split in two, for an image cut into bands over ranks (the parallel VAE): each rank sums its band,
+  // the ranks all-reduce the sums, and each normalises its band with the image-wide statistics.
+  // sums f32 [2, B, groups] = (Σ (x − m), Σ (x − m)²) over x's H·W pixels and the group's C/groups channels,
+  // accumulated in f32 or wider, with m = shift[b, g] (f32 [B, groups]) or 0 when shift is undefined; an empty x
+  // gives zeros. Shifting by a value near the mean keeps the second sum free of cancellation.
+  virtual void group_norm_sums(const Tensor& sums, const Tensor& x, int groups, const Tensor& shift) = 0;
+  // group_norm with given statistics: for count elements per group (image-wide) that summed to sums about shift
+  // (as group_norm_sums gives them), mean = m + s₁/count and var = s₂/count − (s₁/count)²; then
+  // y = (x − mean)/√(var + eps)·weight + bias, then SiLU when `silu`.  x, y [B, H, W, C] (y may alias x).
+  virtual void group_norm_apply(const Tensor& y, const Tensor& x, const Tensor& sums, const Tensor& shift,
+                                double count, const Tensor& weight, const Tensor& bias, int groups, float eps,
+                                bool silu) = 0;
 };
 
 // fp32 reference backend; threads = 0 uses every core.
 std::unique_ptr<Backend> create_cpu_backend(int threads = 0);
+// The same, its tensors taken from `allocator` (host memory; it must outlive the backend), e.g. a
+// CachingAllocator whose statistics measure a run's peak memory.
+std::unique_ptr<Backend> create_cpu_backend(int threads, Allocator& allocator);
 
 // bf16 backend on GPU `index`. Throws Error(kUnavailable) with the reason when this build has no CUDA, the
 // machine has no GPU, or the driver is too old.

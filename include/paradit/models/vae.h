@@ -7,6 +7,21 @@
 // 1×1 convolutions (post_quant_conv, conv_shortcut) become Linear [Cout, Cin], and the attention's q, k, v
 // projections are fused into one [3C, C] Linear.
 //
+// Parallel decode (decode_parallel): the image is cut by height into bands, one per rank of a Communicator
+// group, and every rank runs the whole decoder on its band only — so each rank's activations are about 1/P of
+// the serial decode's, and an image too large for one device's memory decodes on several. Exactly the serial
+// result (up to rounding: fp32 on CPU ranks within 1e-5 relative):
+// - rank r owns latent rows SequenceShard(h, P) part r (uneven bands are fine; with P > h the last ranks own
+//   none and only take part in the collectives); every upsampling doubles every band;
+// - before each 3×3 convolution a rank swaps one halo row with each neighbour (one batched point-to-point
+//   exchange: it cannot deadlock), so the convolution sees what it would see in the whole image;
+// - GroupNorm statistics are image-wide: each rank sums its band (Backend::group_norm_sums), the sums are
+//   all-reduced in f32 — once about 0 for the mean, once about that mean so the variance has no cancellation —
+//   and each rank normalises its band with them (Backend::group_norm_apply);
+// - the mid-block attention is exact: the ranks all-gather K and V (at the lowest resolution, 1/64 of the
+//   pixels — the only full-size tensor a rank holds), and each rank's queries attend to every key.
+// The output bands are gathered to one rank (or all).
+//
 // Accepted checkpoints: a diffusers VAE folder (config.json + diffusion_pytorch_model.safetensors), a diffusers
 // pipeline root (its vae/ folder is used), or one LDM/BFL single file (ae.safetensors: `decoder.*` names,
 // optionally behind a "first_stage_model." or "vae." prefix; `encoder.*` and `quant_conv` are ignored).
@@ -21,6 +36,8 @@
 #include "paradit/backend/backend.h"
 
 namespace paradit {
+
+class Communicator;
 
 // The keys of diffusers' AutoencoderKL config.json that the decoder needs.
 struct VaeConfig {
@@ -63,6 +80,12 @@ struct VaeDecodeOptions {
   int tile_sample_size = 0;
 };
 
+struct VaeParallelOptions {
+  LatentLayout layout = LatentLayout::kNCHW;
+  // The group rank that receives the whole image; -1: every rank does.
+  int root = 0;
+};
+
 // An 8-bit image, rows top to bottom, pixels interleaved (HWC).
 struct Rgb8Image {
   int64_t height = 0, width = 0, channels = 3;
@@ -99,6 +122,16 @@ class VaeDecoder {
   // then VaeImageProcessor.postprocess: (y/2 + 0.5).clamp(0, 1), ×255, round half to even → one image per batch
   // entry, on the host.
   virtual std::vector<Rgb8Image> decode_to_rgb8(const Tensor& latents, const VaeDecodeOptions& options = {}) = 0;
+
+  // decode() split by height over `group` (see the top of this file): a collective of every rank of group, each
+  // passing the same whole latents (they are small; a rank reads only its band's rows) and a decoder of the same
+  // weights on its own device. Returns decode()'s result on options.root (every rank when root is −1), an
+  // undefined tensor elsewhere. No tiling: each rank holds about 1/P of the activations instead.
+  virtual Tensor decode_parallel(const Tensor& latents, Communicator& group,
+                                 const VaeParallelOptions& options = {}) = 0;
+  // decode_to_rgb8() the same way: the images on options.root (every rank when −1), none elsewhere.
+  virtual std::vector<Rgb8Image> decode_to_rgb8_parallel(const Tensor& latents, Communicator& group,
+                                                         const VaeParallelOptions& options = {}) = 0;
 
  protected:
   explicit VaeDecoder(VaeConfig config) : config_(std::move(config)) {}

@@ -10,6 +10,9 @@ namespace paradit {
 
 struct MeshGroups {
   std::unique_ptr<Communicator> tp, ulysses, ring, sp, pp, cfg, dp;  // sp = {ulysses, ring}
+  // {ulysses, ring, cfg}: the ranks that hold the same final latents and decode them together (parallel VAE);
+  // its rank 0 is sp rank 0 of cfg rank 0.
+  std::unique_ptr<Communicator> vae;
 
   // Collective over `world`: every rank calls it with the same mesh. world.rank() is the mesh rank; each group
   // numbers its members as DeviceMesh::group does (the sp group: ulysses + U·ring).

@@ -14,13 +14,13 @@ namespace paradit {
 
 class CpuBackend final : public Backend {
  public:
-  // threads = 0 uses every core.
-  explicit CpuBackend(int threads);
+  // threads = 0 uses every core; tensors come from `allocator` (host memory).
+  explicit CpuBackend(int threads, Allocator& allocator = cpu_allocator());
 
   std::string name() const override;
   Device device() const override { return Device::cpu(); }
   DType compute_dtype() const override { return DType::kF32; }
-  Allocator& allocator() override { return cpu_allocator(); }
+  Allocator& allocator() override { return *allocator_; }
   void synchronize() override {}  // every op has finished when it returns
 
   void copy(const Tensor& dst, const Tensor& src) override;
@@ -61,11 +61,15 @@ class CpuBackend final : public Backend {
   void group_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias, int groups, float eps,
                   bool silu) override;
   void upsample_nearest2x(const Tensor& y, const Tensor& x) override;
+  void group_norm_sums(const Tensor& sums, const Tensor& x, int groups, const Tensor& shift) override;
+  void group_norm_apply(const Tensor& y, const Tensor& x, const Tensor& sums, const Tensor& shift, double count,
+                        const Tensor& weight, const Tensor& bias, int groups, float eps, bool silu) override;
 
   int threads() const { return threads_; }
 
  private:
   int threads_;
+  Allocator* allocator_;
 };
 
 }  // namespace paradit

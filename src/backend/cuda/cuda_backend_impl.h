@@ -75,6 +75,9 @@ class CudaBackendImpl final : public CudaBackend {
   void group_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias, int groups, float eps,
                   bool silu) override;
   void upsample_nearest2x(const Tensor& y, const Tensor& x) override;
+  void group_norm_sums(const Tensor& sums, const Tensor& x, int groups, const Tensor& shift) override;
+  void group_norm_apply(const Tensor& y, const Tensor& x, const Tensor& sums, const Tensor& shift, double count,
+                        const Tensor& weight, const Tensor& bias, int groups, float eps, bool silu) override;
 
   AllocatorStats memory_stats() const override { return alloc_->stats(); }
   void reset_peak() override { alloc_->reset_peak(); }

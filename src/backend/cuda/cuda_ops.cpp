@@ -451,29 +451,85 @@ void CudaBackendImpl::conv2d(const Tensor& y, const Tensor& x, const Tensor& w, 
   conv_->run(y, x, w, bias, pad, *alloc_);
 }
 
+namespace {
+
+// x bf16 [B, H, W, C] with C divisible by groups.
+void check_group_norm_input(const char* op, const Tensor& x, int groups) {
+  require_dtype(op, "x", x, DType::kBF16);
+  require_rows(op, "x", x);
+  PD_REQUIRE(x.dim() == 4, op, ": x ", x.desc(), " must be [B, H, W, C]");
+  const int64_t C = x.size(3);
+  PD_REQUIRE(groups >= 1 && C % groups == 0, op, ": ", groups, " groups do not divide the C = ", C, " channels of x ",
+             x.desc());
+}
+
+// y like x (y may be x itself, not a shifted view of it); weight, bias bf16 [C]; eps ≥ 0.
+void check_group_norm_output(const char* op, const Tensor& y, const Tensor& x, const Tensor& weight,
+                             const Tensor& bias, float eps) {
+  for (auto [name, t] : {std::pair{"y", &y}, std::pair{"weight", &weight}, std::pair{"bias", &bias}}) {
+    require_dtype(op, name, *t, DType::kBF16);
+    require_rows(op, name, *t);
+  }
+  require_shape(op, "y", y, x.shape());
+  require_shape(op, "weight", weight, {x.size(3)});
+  require_shape(op, "bias", bias, {x.size(3)});
+  PD_REQUIRE(eps >= 0.0f, op, ": eps ", eps, " is negative");
+  // The statistics are complete before anything is written.
+  PD_REQUIRE(y.data() != x.data() || y.strides() == x.strides(), op, ": y ", y.desc(), " aliases x ", x.desc(),
+             " with other strides");
+}
+
+// The split GroupNorm's sums f32 [2, B, groups] and shift f32 [B, groups] (or undefined).
+void check_group_norm_split(const char* op, const Tensor& sums, const Tensor& shift, int64_t B, int groups) {
+  require_dtype(op, "sums", sums, DType::kF32);
+  require_shape(op, "sums", sums, {2, B, groups});
+  if (!shift.defined()) return;
+  require_dtype(op, "shift", shift, DType::kF32);
+  require_shape(op, "shift", shift, {B, groups});
+}
+
+}  // namespace
+
 void CudaBackendImpl::group_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias,
                                  int groups, float eps, bool silu) {
   const char* op = "group_norm";
   for (auto [name, t] : {std::pair{"y", &y}, std::pair{"x", &x}, std::pair{"weight", &weight},
-                         std::pair{"bias", &bias}}) {
+                         std::pair{"bias", &bias}})
     require_here(op, name, *t);
-    require_dtype(op, name, *t, DType::kBF16);
-    require_rows(op, name, *t);
-  }
-  PD_REQUIRE(x.dim() == 4, op, ": x ", x.desc(), " must be [B, H, W, C]");
-  require_shape(op, "y", y, x.shape());
-  const int64_t C = x.size(3);
-  PD_REQUIRE(groups >= 1 && C % groups == 0, op, ": ", groups, " groups do not divide the C = ", C, " channels of x ",
-             x.desc());
-  require_shape(op, "weight", weight, {C});
-  require_shape(op, "bias", bias, {C});
-  PD_REQUIRE(eps >= 0.0f, op, ": eps ", eps, " is negative");
-  // y may be x itself (the statistics are complete before anything is written), not a shifted view of it.
-  PD_REQUIRE(y.data() != x.data() || y.strides() == x.strides(), op, ": y ", y.desc(), " aliases x ", x.desc(),
-             " with other strides");
+  check_group_norm_input(op, x, groups);
+  check_group_norm_output(op, y, x, weight, bias, eps);
   if (y.numel() == 0) return;
   cuda::DeviceGuard guard(index_);
   cuda::launch_group_norm(y, x, weight, bias, groups, eps, silu, *alloc_, stream_);
+}
+
+void CudaBackendImpl::group_norm_sums(const Tensor& sums, const Tensor& x, int groups, const Tensor& shift) {
+  const char* op = "group_norm_sums";
+  require_here(op, "sums", sums);
+  require_here(op, "x", x);
+  if (shift.defined()) require_here(op, "shift", shift);
+  check_group_norm_input(op, x, groups);
+  check_group_norm_split(op, sums, shift, x.size(0), groups);
+  if (sums.numel() == 0) return;
+  cuda::DeviceGuard guard(index_);
+  cuda::launch_group_norm_sums(sums, x, groups, shift, *alloc_, stream_);
+}
+
+void CudaBackendImpl::group_norm_apply(const Tensor& y, const Tensor& x, const Tensor& sums, const Tensor& shift,
+                                       double count, const Tensor& weight, const Tensor& bias, int groups, float eps,
+                                       bool silu) {
+  const char* op = "group_norm_apply";
+  for (auto [name, t] : {std::pair{"y", &y}, std::pair{"x", &x}, std::pair{"sums", &sums},
+                         std::pair{"weight", &weight}, std::pair{"bias", &bias}})
+    require_here(op, name, *t);
+  if (shift.defined()) require_here(op, "shift", shift);
+  check_group_norm_input(op, x, groups);
+  check_group_norm_output(op, y, x, weight, bias, eps);
+  check_group_norm_split(op, sums, shift, x.size(0), groups);
+  PD_REQUIRE(count > 0, op, ": count must be positive, got ", count);
+  if (y.numel() == 0) return;
+  cuda::DeviceGuard guard(index_);
+  cuda::launch_group_norm_apply(y, x, sums, shift, count, weight, bias, groups, eps, silu, *alloc_, stream_);
 }
 
 void CudaBackendImpl::upsample_nearest2x(const Tensor& y, const Tensor& x) {

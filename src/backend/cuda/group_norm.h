@@ -14,4 +14,14 @@ namespace paradit::cuda {
 void launch_group_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias, int groups,
                        float eps, bool silu, Allocator& alloc, cudaStream_t stream);
 
+// Backend::group_norm_sums: sums f32 [2, B, groups] (any strides) of x bf16 [B, H, W, C] about shift (f32 [B,
+// groups] or undefined); an empty x gives zeros.
+void launch_group_norm_sums(const Tensor& sums, const Tensor& x, int groups, const Tensor& shift, Allocator& alloc,
+                            cudaStream_t stream);
+// Backend::group_norm_apply: y = GroupNorm(x) with the statistics of given sums about shift over `count` elements
+// per group, then the affine and SiLU. Shapes and dtypes as launch_group_norm's, plus sums and shift as above.
+void launch_group_norm_apply(const Tensor& y, const Tensor& x, const Tensor& sums, const Tensor& shift, double count,
+                             const Tensor& weight, const Tensor& bias, int groups, float eps, bool silu,
+                             Allocator& alloc, cudaStream_t stream);
+
 }  // namespace paradit::cuda

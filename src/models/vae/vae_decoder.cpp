@@ -5,6 +5,7 @@
 #include "models/vae/vae_blocks.h"
 #include "models/vae/vae_checkpoint.h"
 #include "models/vae/vae_internal.h"
+#include "models/vae/vae_parallel.h"
 #include "models/vae/vae_postprocess.h"
 #include "models/vae/vae_tiling.h"
 #include "models/vae/vae_weights.h"
@@ -44,6 +45,21 @@ class VaeModel final : public VaeDecoder {
     return to_rgb8(backend_.download_f32(run(z, nullptr)));
   }
 
+  Tensor decode_parallel(const Tensor& latents, Communicator& group, const VaeParallelOptions& options) override {
+    validate(latents, options.layout);
+    return run_parallel(latents, options.layout, group, options.root);
+  }
+
+  std::vector<Rgb8Image> decode_to_rgb8_parallel(const Tensor& latents, Communicator& group,
+                                                 const VaeParallelOptions& options) override {
+    validate(latents, options.layout);
+    const Tensor z = backend_.upload(unscale_latents(backend_.download_f32(latents), options.layout, config_),
+                                     backend_.compute_dtype());
+    const Tensor y = run_parallel(z, LatentLayout::kNHWC, group, options.root);
+    if (!y.defined()) return {};
+    return to_rgb8(backend_.download_f32(y));
+  }
+
   Tensor decode_tapped(const Tensor& latents, LatentLayout layout, const VaeTap& tap) {
     return run(to_nhwc(latents, layout), tap);
   }
@@ -64,10 +80,25 @@ class VaeModel final : public VaeDecoder {
   // Contiguous NHWC latents in compute dtype: the strided copy does the NCHW → NHWC transpose.
   Tensor to_nhwc(const Tensor& latents, LatentLayout layout) {
     validate(latents, layout);
+    return nhwc_copy(latents, layout);
+  }
+  Tensor nhwc_copy(const Tensor& latents, LatentLayout layout) {
     const Tensor src = layout == LatentLayout::kNCHW ? latents.transpose(1, 2).transpose(2, 3) : latents;
     Tensor z = backend_.empty(src.shape());
     backend_.copy(z, src);
     return z;
+  }
+
+  // The parallel decode of validated latents: this rank's rows, decoded as a band, gathered to root.
+  Tensor run_parallel(const Tensor& latents, LatentLayout layout, Communicator& group, int root) {
+    PD_REQUIRE(root >= -1 && root < group.size(), "parallel VAE decode: root ", root, " is not a rank of ",
+               group.describe(), " (or -1 for every rank)");
+    const int h_dim = layout == LatentLayout::kNCHW ? 2 : 1;
+    const int64_t h = latents.size(h_dim);
+    const SequenceShard bands = latent_bands(h, group);
+    const Tensor band = nhwc_copy(latents.slice(h_dim, bands.start(group.rank()), bands.count(group.rank())), layout);
+    const int scale = config_.scale_factor();
+    return gather_bands(backend_, decode_band(backend_, w_, config_, band, h, group), scale * h, scale, group, root);
   }
 
   Tensor decode_tiles(const Tensor& z, const TileGrid& grid) {
