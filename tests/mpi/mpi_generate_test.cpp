@@ -15,7 +15,7 @@
 namespace paradit {
 namespace {
 
-struct Run {
+struct CliRun {  // one command: exit status and what it printed
   int rc = -1;
   std::string out, err;
 };
@@ -23,15 +23,27 @@ struct Run {
 class MpiGenerate : public test::ScratchDirTest {
  protected:
   // Runs `<launcher> paradit generate ARGS` in the test's folder.
-  Run generate(const std::string& launcher, const std::string& args) const {
+  CliRun generate(const std::string& launcher, const std::string& args) const {
     const std::string cmd = "cd '" + dir_.string() + "' && " + launcher + " '" + PARADIT_CLI + "' generate " + args +
                             " > out.txt 2> err.txt";
     const int status = std::system(cmd.c_str());
-    Run r;
+    CliRun r;
     r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     r.out = slurp("out.txt");
     r.err = slurp("err.txt");
     return r;
+  }
+  // The same size and every channel within 1/255.
+  void expect_same_png(const std::string& single, const std::string& mpi, int64_t width, int64_t height) const {
+    SCOPED_TRACE(single + " vs " + mpi);
+    const PngImage a = read_png(path(single)), b = read_png(path(mpi));
+    ASSERT_EQ(a.width, width);
+    ASSERT_EQ(a.height, height);
+    ASSERT_EQ(b.width, a.width);
+    ASSERT_EQ(b.height, a.height);
+    int worst = 0;
+    for (size_t i = 0; i < a.rgb.size(); ++i) worst = std::max(worst, std::abs(int(a.rgb[i]) - int(b.rgb[i])));
+    EXPECT_LE(worst, 1) << "pixels differ by up to " << worst << "/255";
   }
   std::string slurp(const std::string& name) const {
     std::ifstream in(dir_ / name);
@@ -49,25 +61,28 @@ size_t count(const std::string& s, const std::string& part) {
 
 TEST_F(MpiGenerate, TwoProcessesWriteTheSingleProcessImage) {
   const std::string request = "-p 'a fox in the snow' --device cpu -W 48 -H 32 --steps 2 --seed 7";
-  const Run one = generate("", request + " -o one.png");
+  const CliRun one = generate("", request + " -o one.png");
   ASSERT_EQ(one.rc, 0) << one.err;
-  const Run two = generate(PARADIT_MPIRUN " -np 2", request + " --ulysses 2 -o two.png");
+  const CliRun two = generate(PARADIT_MPIRUN " -np 2", request + " --ulysses 2 -o two.png");
   ASSERT_EQ(two.rc, 0) << two.out << two.err;
   EXPECT_EQ(count(two.out, "wrote two.png"), 1u) << "only world rank 0 reports: " << two.out;
-  EXPECT_NE(two.err.find("2 ranks (--ulysses 2)"), std::string::npos) << two.err;
+  EXPECT_NE(two.err.find("engine: 2 ranks (--ulysses 2, MPI)"), std::string::npos) << two.err;
+  EXPECT_EQ(count(two.err, "engine: "), 1u) << "only world rank 0 logs: " << two.err;
+  expect_same_png("one.png", "two.png", 48, 32);
+}
 
-  const PngImage a = read_png(path("one.png")), b = read_png(path("two.png"));
-  ASSERT_EQ(a.width, 48);
-  ASSERT_EQ(a.height, 32);
-  ASSERT_EQ(b.width, a.width);
-  ASSERT_EQ(b.height, a.height);
-  int worst = 0;
-  for (size_t i = 0; i < a.rgb.size(); ++i) worst = std::max(worst, std::abs(int(a.rgb[i]) - int(b.rgb[i])));
-  EXPECT_LE(worst, 1) << "pixels differ by up to " << worst << "/255";
+TEST_F(MpiGenerate, DataParallelImagesComeBackToRankZero) {
+  // Image 1 is decoded by the process of world rank 1 and written by rank 0.
+  const std::string request = "-p 'two owls' --device cpu -W 32 -H 32 --steps 1 -b 2";
+  const CliRun one = generate("", request + " -o one.png");
+  ASSERT_EQ(one.rc, 0) << one.err;
+  const CliRun two = generate(PARADIT_MPIRUN " -np 2", request + " --dp 2 -o two.png");
+  ASSERT_EQ(two.rc, 0) << two.out << two.err;
+  for (int i : {1, 2}) expect_same_png("one_" + std::to_string(i) + ".png", "two_" + std::to_string(i) + ".png", 32, 32);
 }
 
 TEST_F(MpiGenerate, AMeshThatDoesNotFitTheProcessesIsRefused) {
-  const Run r = generate(PARADIT_MPIRUN " -np 2", "-p 'a fox' --device cpu -W 32 -H 32 --steps 1 --ulysses 2 --ring 2");
+  const CliRun r = generate(PARADIT_MPIRUN " -np 2", "-p 'a fox' --device cpu -W 32 -H 32 --steps 1 --ulysses 2 --ring 2");
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.err.find("2 MPI processes"), std::string::npos) << r.err;
 }
