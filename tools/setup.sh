@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what paradit's build needs on Debian/Ubuntu: compilers and libraries from apt (Open MPI for runs over
-# several processes), and — when the CUDA
-# toolkit is present — cuDNN's header-only graph front end from PyPI into .deps/ (not committed).
+# several processes included), and — when the CUDA toolkit is present — cuDNN's header-only graph front end from
+# PyPI into .deps/ (not committed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
