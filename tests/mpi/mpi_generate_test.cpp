@@ -33,6 +33,13 @@ class MpiGenerate : public test::ScratchDirTest {
     r.err = slurp("err.txt");
     return r;
   }
+  // The request in one process (-o one.png), then in two under mpirun with the mesh flags (-o two.png).
+  void run_both(const std::string& request, const std::string& mesh, CliRun* mpi) const {
+    const CliRun one = generate("", request + " -o one.png");
+    ASSERT_EQ(one.rc, 0) << one.err;
+    *mpi = generate(PARADIT_MPIRUN " -np 2", request + " " + mesh + " -o two.png");
+    ASSERT_EQ(mpi->rc, 0) << mpi->out << mpi->err;
+  }
   // The same size and every channel within 1/255.
   void expect_same_png(const std::string& single, const std::string& mpi, int64_t width, int64_t height) const {
     SCOPED_TRACE(single + " vs " + mpi);
@@ -61,10 +68,8 @@ size_t count(const std::string& s, const std::string& part) {
 
 TEST_F(MpiGenerate, TwoProcessesWriteTheSingleProcessImage) {
   const std::string request = "-p 'a fox in the snow' --device cpu -W 48 -H 32 --steps 2 --seed 7";
-  const CliRun one = generate("", request + " -o one.png");
-  ASSERT_EQ(one.rc, 0) << one.err;
-  const CliRun two = generate(PARADIT_MPIRUN " -np 2", request + " --ulysses 2 -o two.png");
-  ASSERT_EQ(two.rc, 0) << two.out << two.err;
+  CliRun two;
+  ASSERT_NO_FATAL_FAILURE(run_both(request, "--ulysses 2", &two));
   EXPECT_EQ(count(two.out, "wrote two.png"), 1u) << "only world rank 0 reports: " << two.out;
   EXPECT_NE(two.err.find("engine: 2 ranks (--ulysses 2, MPI)"), std::string::npos) << two.err;
   EXPECT_EQ(count(two.err, "engine: "), 1u) << "only world rank 0 logs: " << two.err;
@@ -74,10 +79,8 @@ TEST_F(MpiGenerate, TwoProcessesWriteTheSingleProcessImage) {
 TEST_F(MpiGenerate, DataParallelImagesComeBackToRankZero) {
   // Image 1 is decoded by the process of world rank 1 and written by rank 0.
   const std::string request = "-p 'two owls' --device cpu -W 32 -H 32 --steps 1 -b 2";
-  const CliRun one = generate("", request + " -o one.png");
-  ASSERT_EQ(one.rc, 0) << one.err;
-  const CliRun two = generate(PARADIT_MPIRUN " -np 2", request + " --dp 2 -o two.png");
-  ASSERT_EQ(two.rc, 0) << two.out << two.err;
+  CliRun two;
+  ASSERT_NO_FATAL_FAILURE(run_both(request, "--dp 2", &two));
   for (int i : {1, 2}) expect_same_png("one_" + std::to_string(i) + ".png", "two_" + std::to_string(i) + ".png", 32, 32);
 }
 
