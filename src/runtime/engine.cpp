@@ -132,7 +132,11 @@ class EngineImpl final : public Engine {
       throw Error(failure);
     }
     if (local_.mpi) {
-      parts = gather_rank_results(*host_world_, request, std::move(parts[0]));
+      const Status gathered = capture([&] { parts = gather_rank_results(*host_world_, request, std::move(parts[0])); });
+      if (!gathered.ok()) {
+        reconnect();  // the host world is poisoned too
+        throw Error(gathered);
+      }
       if (!leads()) return FluxResult{};
     }
     return merge_rank_results(request, parts);
