@@ -9,6 +9,7 @@
 #include "cli/generate_report.h"
 #include "cli/progress_bar.h"
 #include "cli/stale_flags.h"
+#include "paradit/comm/mpi.h"
 #include "paradit/core/log.h"
 #include "paradit/io/png.h"
 #include "paradit/pipeline/flux_pipeline.h"
@@ -116,7 +117,9 @@ int generate_command(int argc, char** argv, int first) {
     return 0;
   }
   validate(a);
-  if (a.quiet) set_log_level(LogLevel::kWarn);
+  // Started by MPI: world rank 0 alone reports (and writes the images); the others only warn.
+  const bool follower = mpi_launch_size() > 1 && mpi_available() && mpi_process().rank != 0;
+  if (a.quiet || follower) set_log_level(LogLevel::kWarn);
 
   FluxRequest req;
   req.prompt = a.prompt;
@@ -150,9 +153,10 @@ int generate_command(int argc, char** argv, int first) {
     PD_THROW(kUnimplemented, "--dtype ", a.dtype, ": the ", engine->device_name(), " backend computes in ", compute,
              " only (omit --dtype or pick another --device)");
 
-  ProgressBar bar(!a.quiet);
+  ProgressBar bar(!a.quiet && engine->leads());
   const FluxResult result = engine->generate(req, [&](const FluxProgress& p) { bar.update(p); });
   bar.finish();
+  if (!engine->leads()) return 0;
 
   GenerateReport report;
   report.model = engine->model_name();

@@ -4,25 +4,19 @@
 #include <map>
 #include <tuple>
 
+#include "comm/host_checks.h"
 #include "comm/host_copy.h"
 
 namespace paradit::detail {
 
 namespace {
 
-void require_host(const Tensor& t, const char* op) {
-  PD_REQUIRE(t.defined(), op, ": undefined tensor");
-  PD_REQUIRE(t.device().is_cpu(), op, ": the in-process transport moves host tensors, got ", t.desc());
-}
+constexpr const char* kTransport = "in-process";
+
+void require_host(const Tensor& t, const char* op) { detail::require_host(t, op, kTransport); }
 
 void require_list(std::span<const Tensor> list, int size, const char* op, const char* what) {
-  PD_REQUIRE(int(list.size()) == size, op, ": ", list.size(), " ", what, " pieces for ", size, " ranks");
-  for (const Tensor& t : list) require_host(t, op);
-}
-
-void require_summable(const Tensor& t, const char* op) {
-  PD_REQUIRE(t.dtype() == DType::kF32 || t.dtype() == DType::kBF16 || t.dtype() == DType::kF16, op,
-             ": sums f32, bf16 or f16 tensors, got ", t.desc());
+  detail::require_list(list, size, op, what, kTransport);
 }
 
 bool same_type(const Tensor& a, const Tensor& b) { return a.dtype() == b.dtype() && a.shape() == b.shape(); }

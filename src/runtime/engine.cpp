@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "paradit/backend/cuda_backend.h"
+#include "paradit/comm/mpi.h"
 #include "paradit/core/log.h"
 #include "paradit/core/status.h"
 #include "paradit/models/flux_cost.h"
@@ -12,6 +13,7 @@
 #include "paradit/parallel/pipefusion_schedule.h"
 #include "paradit/parallel/rank_context.h"
 #include "paradit/runtime/mesh_plan.h"
+#include "runtime/gather_results.h"
 #include "runtime/merge_results.h"
 #include "runtime/rank_backends.h"
 #include "runtime/rank_workers.h"
@@ -36,8 +38,8 @@ std::string coords_str(const DeviceMesh& mesh, int rank) {
 
 // The error that stopped a run. When every rank refused the same way (a bad request), that refusal as it is;
 // otherwise the first failure that is not a cancellation caused by another rank's (else the first failure),
-// naming its rank. Ok when every rank succeeded.
-Status run_failure(const std::vector<Status>& outcomes, const DeviceMesh& mesh) {
+// naming its rank (outcomes[i] is world rank first + i). Ok when every rank succeeded.
+Status run_failure(const std::vector<Status>& outcomes, const DeviceMesh& mesh, int first_rank) {
   int first = -1, cause = -1;
   bool same = true;
   for (int r = 0; r < int(outcomes.size()); ++r) {
@@ -49,20 +51,29 @@ Status run_failure(const std::vector<Status>& outcomes, const DeviceMesh& mesh) 
   }
   if (first < 0) return Status();
   if (same || mesh.world() == 1) return outcomes[0];
-  const int r = cause >= 0 ? cause : first;
-  const Status& s = outcomes[size_t(r)];
+  const int i = cause >= 0 ? cause : first, r = first_rank + i;
+  const Status& s = outcomes[size_t(i)];
   return Status(s.code(), detail::concat("rank ", r, " of ", mesh.world(), " (", coords_str(mesh, r),
                                          "): ", s.message()));
 }
 
+// Which ranks of the world this process runs: all of them (threads), or one under an MPI launch.
+struct LocalRanks {
+  int first = 0, count = 1;
+  bool mpi = false;  // one rank per process: the world spans processes
+
+  static LocalRanks all(int world) { return {0, world, false}; }
+};
+
 class EngineImpl final : public Engine {
  public:
-  EngineImpl(const EngineOptions& options, const DeviceMesh& mesh, BackendFactory make_backend)
+  EngineImpl(const EngineOptions& options, const DeviceMesh& mesh, BackendFactory make_backend, LocalRanks local)
       : options_(options),
         mesh_(mesh),
         make_backend_(std::move(make_backend)),
-        workers_(mesh.world()),
-        ranks_(size_t(mesh.world())) {}
+        local_(local),
+        workers_(local.count),
+        ranks_(size_t(local.count)) {}
 
   // Each rank's state goes on its own thread, where it was made (a GPU backend's context is the thread's).
   ~EngineImpl() override {
@@ -81,15 +92,16 @@ class EngineImpl final : public Engine {
     const std::vector<int> stages = pipefusion_stages();
     throw_if_failed(run([&](int r) {
       Rank& rank = ranks_[size_t(r)];
-      rank.backend = make_backend_(r);
+      rank.backend = make_backend_(local_.first + r);
       FluxPipelineOptions o = options_.pipeline;
-      o.encodes_prompts = r == 0;
+      const int g = local_.first + r;  // the world rank (several processes: this process's ranks are a slice)
+      o.encodes_prompts = g == 0;
       if (!stages.empty()) {
-        const int s = mesh_.coord(r, MeshDim::kPp);
+        const int s = mesh_.coord(g, MeshDim::kPp);
         o.stale.blocks = {stages[size_t(s)], stages[size_t(s) + 1]};
       }
-      o.tensor_parallel = {mesh_.coord(r, MeshDim::kTp), mesh_.degree(MeshDim::kTp)};
-      rank.pipeline = options_.make_pipeline ? options_.make_pipeline(*rank.backend, r, o)
+      o.tensor_parallel = {mesh_.coord(g, MeshDim::kTp), mesh_.degree(MeshDim::kTp)};
+      rank.pipeline = options_.make_pipeline ? options_.make_pipeline(*rank.backend, g, o)
                                              : FluxPipeline::load(*rank.backend, options_.sources, o);
     }));
     connect();
@@ -102,8 +114,10 @@ class EngineImpl final : public Engine {
   std::string device_name() const override {
     const std::string first = ranks_[0].backend->name();
     if (mesh_.world() == 1) return first;
-    return detail::concat(mesh_.world(), " ranks (", mesh_.degrees().flags(), "), rank 0 on ", first);
+    return detail::concat(mesh_.world(), " ranks (", mesh_.degrees().flags(), local_.mpi ? ", MPI" : "", "), rank ",
+                          local_.first, " on ", first);
   }
+  bool leads() const override { return local_.first == 0; }
   DType compute_dtype() const override { return ranks_[0].backend->compute_dtype(); }
   FluxVariant variant() const override { return ranks_[0].pipeline->variant(); }
   const std::string& model_name() const override { return ranks_[0].pipeline->model_name(); }
@@ -128,13 +142,21 @@ class EngineImpl final : public Engine {
         cuda->reset_peak();
         rank.measured_peak = true;
       }
-      const RankContext ctx{mesh_, r, rank.world.get(), rank.groups.get()};
+      const RankContext ctx{mesh_, local_.first + r, rank.world.get(), rank.groups.get()};
       parts[size_t(r)] = rank.pipeline->generate_rank(request, ctx, serialized);
     });
-    const Status failure = run_failure(outcomes_, mesh_);
+    const Status failure = run_failure(outcomes_, mesh_, local_.first);
     if (!failure.ok()) {
       reconnect();
       throw Error(failure);
+    }
+    if (local_.mpi) {
+      const Status gathered = capture([&] { parts = gather_rank_results(*host_world_, request, std::move(parts[0])); });
+      if (!gathered.ok()) {
+        reconnect();  // the host world is poisoned too
+        throw Error(gathered);
+      }
+      if (!leads()) return FluxResult{};
     }
     return merge_rank_results(request, parts);
   }
@@ -195,7 +217,7 @@ class EngineImpl final : public Engine {
   }
 
   void throw_if_failed(const std::vector<Status>& outcomes) const {
-    const Status failure = run_failure(outcomes, mesh_);
+    const Status failure = run_failure(outcomes, mesh_, local_.first);
     if (!failure.ok()) throw Error(failure);
   }
 
@@ -208,7 +230,14 @@ class EngineImpl final : public Engine {
       rank.world.reset();
       backends.push_back(rank.backend.get());
     }
-    std::vector<std::unique_ptr<Communicator>> world = connect_world(backends);
+    std::vector<std::unique_ptr<Communicator>> world;
+    if (local_.mpi) {
+      host_world_.reset();
+      host_world_ = create_mpi_world();
+      world.push_back(connect_mpi_world(*backends[0], *host_world_));
+    } else {
+      world = connect_world(backends);
+    }
     for (size_t r = 0; r < ranks_.size(); ++r) ranks_[r].world = std::move(world[r]);
     throw_if_failed(run([&](int r) {
       Rank& rank = ranks_[size_t(r)];
@@ -227,6 +256,8 @@ class EngineImpl final : public Engine {
   const EngineOptions options_;
   const DeviceMesh mesh_;
   BackendFactory make_backend_;
+  const LocalRanks local_;
+  std::unique_ptr<Communicator> host_world_;  // MPI launch: host tensors between the processes (the results)
   RankWorkers workers_;
   std::vector<Rank> ranks_;
   mutable std::mutex mu_;
@@ -235,15 +266,35 @@ class EngineImpl final : public Engine {
   double load_s_ = 0;
 };
 
+// Started by an MPI launcher with several processes: this process runs world rank = its MPI rank, and the mesh must
+// have exactly one rank per process.
+std::unique_ptr<Engine> create_mpi_engine(const EngineOptions& options, const DeviceMesh& mesh, int processes) {
+  std::string why;
+  PD_REQUIRE(mpi_available(&why), "started by an MPI launcher with ", processes, " processes, but ", why);
+  PD_REQUIRE(mesh.world() == processes, "started with ", processes, " MPI processes (one rank each), but ",
+             mesh.degrees().flags(), " makes a world of ", mesh.world(), ": give mesh degrees that multiply to ", processes, " (e.g. --ulysses ",
+             processes, "), or start ", mesh.world(), " processes");
+  const MpiProcess& proc = mpi_process();
+  BackendFactory make = options.make_backend ? options.make_backend
+                                             : mpi_rank_backend(options.device, options.threads_per_rank,
+                                                                proc.local_rank, proc.local_size);
+  auto engine = std::make_unique<EngineImpl>(options, mesh, std::move(make), LocalRanks{proc.rank, 1, true});
+  engine->start();
+  return engine;
+}
+
 }  // namespace
 }  // namespace runtime
 
 std::unique_ptr<Engine> Engine::create(const EngineOptions& options) {
   const DeviceMesh mesh = DeviceMesh::create(options.mesh, options.mesh.product());
+  const int processes = mpi_launch_size();
+  if (processes > 1) return runtime::create_mpi_engine(options, mesh, processes);
   runtime::BackendFactory make = options.make_backend
                                      ? options.make_backend
                                      : runtime::rank_backends(options.device, options.threads_per_rank, mesh);
-  auto engine = std::make_unique<runtime::EngineImpl>(options, mesh, std::move(make));
+  auto engine = std::make_unique<runtime::EngineImpl>(options, mesh, std::move(make),
+                                                      runtime::LocalRanks::all(mesh.world()));
   engine->start();
   return engine;
 }

@@ -44,4 +44,20 @@ BackendFactory rank_backends(const std::string& device, int threads_per_rank, co
            "pass --device cpu to run ", world, " CPU ranks");
 }
 
+BackendFactory mpi_rank_backend(const std::string& device, int threads_per_rank, int local_rank, int local_size) {
+  if (device == "cpu") return cpu_ranks(threads_per_rank, local_size);
+  PD_REQUIRE(device == "cuda" || device == "auto", "--device ", device, " under MPI: expected cpu, cuda or auto ",
+             "(each process takes the GPU of its local rank)");
+  std::string why;
+  const int gpus = cuda_device_count(&why);
+  if (gpus == 0 && device == "auto") {
+    PD_LOG(kWarn, "no usable GPU (", why, "): this process runs a CPU rank");
+    return cpu_ranks(threads_per_rank, local_size);
+  }
+  PD_REQUIRE(local_rank < gpus, "this node runs ", local_size, " MPI processes, one GPU each, but ", gpus,
+             gpus == 1 ? " is" : " are", " usable", gpus == 0 ? " (" + why + ")" : std::string(),
+             ": start at most ", gpus, " processes per node, or pass --device cpu");
+  return [local_rank](int) { return create_cuda_backend(local_rank); };
+}
+
 }  // namespace paradit::runtime

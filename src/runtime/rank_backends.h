@@ -18,4 +18,9 @@ using BackendFactory = std::function<std::unique_ptr<Backend>(int rank)>;
 // there are enough, CPU ranks if there is no GPU).
 BackendFactory rank_backends(const std::string& device, int threads_per_rank, const DeviceMesh& mesh);
 
+// The backend of this process's rank under an MPI launch, from its place on its node (local rank and size):
+// "cpu" (a CPU rank: threads_per_rank threads, 0 the node's cores shared among its processes), "cuda" or "auto"
+// (the local rank's GPU; auto: a CPU rank when the node has no GPU).
+BackendFactory mpi_rank_backend(const std::string& device, int threads_per_rank, int local_rank, int local_size);
+
 }  // namespace paradit::runtime

@@ -1,6 +1,7 @@
 #include "runtime/world.h"
 
 #include "paradit/comm/in_process.h"
+#include "paradit/comm/mpi.h"
 #include "paradit/comm/nccl.h"
 #include "paradit/core/status.h"
 
@@ -22,6 +23,12 @@ std::vector<std::unique_ptr<Communicator>> connect_world(const std::vector<Backe
   std::vector<std::unique_ptr<Communicator>> world;
   for (int r = 0; r < group.size(); ++r) world.push_back(group.communicator(r));
   return world;
+}
+
+std::unique_ptr<Communicator> connect_mpi_world(Backend& backend, Communicator& host) {
+  if (backend.device().is_cuda()) return create_nccl_communicator_mpi(backend, host);
+  PD_REQUIRE(backend.device().is_cpu(), "MPI ranks run on CPU or CUDA backends, got ", backend.name());
+  return create_mpi_world();
 }
 
 }  // namespace paradit::runtime

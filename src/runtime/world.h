@@ -15,4 +15,9 @@ namespace paradit::runtime {
 // After a failure the old world is dead (its communicators keep throwing): make a new one.
 std::vector<std::unique_ptr<Communicator>> connect_world(const std::vector<Backend*>& backends);
 
+// Under an MPI launch (one rank per process): this process's communicator of a fresh world over every process —
+// the MPI transport for a CPU backend, NCCL bootstrapped over `host` (an MPI world) for a CUDA one. Collective
+// over every process.
+std::unique_ptr<Communicator> connect_mpi_world(Backend& backend, Communicator& host);
+
 }  // namespace paradit::runtime

@@ -1,8 +1,8 @@
 // The NCCL transport: communicators over the GPUs of this process, one worker thread per GPU.
 //
 // Built when CUDA and NCCL are (PARADIT_WITH_CUDA and nccl.h); otherwise nccl_available() says why and
-// create_nccl_communicators throws Error(kUnavailable). Several processes (MPI bootstrap of the NCCL unique id)
-// come later.
+// create_nccl_communicators throws Error(kUnavailable). Several processes (one GPU each, started by MPI):
+// create_nccl_communicator_mpi.
 #pragma once
 
 #include <memory>
@@ -27,5 +27,11 @@ bool nccl_available(std::string* why = nullptr);
 // aborting the NCCL communicator, so no GPU kernel is left spinning. NCCL cannot check that the pieces two
 // ranks exchange agree in size: a mismatch is an error NCCL may report, or a timeout.
 std::vector<std::unique_ptr<Communicator>> create_nccl_communicators(const std::vector<Backend*>& backends);
+
+// This process's rank of an NCCL world over every rank of `host` (one process per rank, one GPU each: be's;
+// host.rank() is the NCCL rank). Host rank 0 makes the NCCL unique id and host broadcasts it — an MPI world
+// (mpi.h) across nodes. Collective over host; otherwise as create_nccl_communicators. The NCCL communicator
+// shares failures only within this process: another process's failure reaches it as an NCCL error or a timeout.
+std::unique_ptr<Communicator> create_nccl_communicator_mpi(Backend& be, Communicator& host);
 
 }  // namespace paradit

@@ -5,6 +5,10 @@
 // sources. A request runs SPMD: every rank calls FluxPipeline::generate_rank with its RankContext, and the
 // ranks' shares are merged into one FluxResult, the same images as one device would give.
 //
+// Started by an MPI launcher (mpirun, srun: mpi_launch_size() > 1), each process runs one rank (its MPI rank) of
+// a world spanning the processes, whose mesh degrees must multiply to the process count; world rank 0 gathers
+// the results.
+//
 // Failures never hang: a rank that throws aborts its world communicator, which makes every other rank's pending
 // and next collective throw. generate() then throws the failing rank's error, naming the rank, makes fresh
 // communicators and is ready for the next request.
@@ -69,6 +73,9 @@ class Engine {
   virtual FluxVariant variant() const = 0;
   virtual const std::string& model_name() const = 0;
   virtual double load_seconds() const = 0;  // wall time of create()
+  // Whether this process reports the results: true, except on the processes other than world rank 0 of an MPI
+  // launch, whose generate() returns an empty FluxResult once their ranks' shares reached rank 0.
+  virtual bool leads() const = 0;
 
   // One request over every rank; one at a time (concurrent calls wait their turn). Refuses a CFG-parallel
   // mesh for a request without true CFG. `progress` is called for every image, from the rank that decodes it,

@@ -42,6 +42,10 @@ Status wait_initialised(const std::vector<ncclComm_t>& comms) {
   return Status();
 }
 
+void require_ok(ncclResult_t r, const char* call) {
+  PD_REQUIRE(r == ncclSuccess, call, ": ", ncclGetErrorString(r), " (", ncclGetLastError(nullptr), ")");
+}
+
 }  // namespace
 
 std::vector<std::unique_ptr<Communicator>> create_nccl_communicators(const std::vector<Backend*>& backends) {
@@ -56,8 +60,7 @@ std::vector<std::unique_ptr<Communicator>> create_nccl_communicators(const std::
   }
 
   ncclUniqueId id;
-  ncclResult_t r = ncclGetUniqueId(&id);
-  PD_REQUIRE(r == ncclSuccess, "ncclGetUniqueId: ", ncclGetErrorString(r), " (", ncclGetLastError(nullptr), ")");
+  require_ok(ncclGetUniqueId(&id), "ncclGetUniqueId");
   // One thread initialises every rank, so the calls are grouped (NCCL would otherwise wait for the other ranks
   // inside the first call).
   std::vector<ncclComm_t> comms(n, nullptr);
@@ -100,6 +103,37 @@ std::vector<std::unique_ptr<Communicator>> create_nccl_communicators(const std::
       throw Error(s);
     }
   }
+  return out;
+}
+
+std::unique_ptr<Communicator> create_nccl_communicator_mpi(Backend& be, Communicator& host) {
+  PD_REQUIRE(be.device().is_cuda(), "NCCL communicators need a CUDA backend, got ", be.name());
+  // The id travels as bytes (one-byte elements: host transports move them as they are).
+  ncclUniqueId id{};
+  if (host.rank() == 0) require_ok(ncclGetUniqueId(&id), "ncclGetUniqueId");
+  host.broadcast(Tensor::borrow(&id, {int64_t(sizeof id)}, DType::kF8E4M3, Device::cpu()), 0);
+
+  const int device = be.device().index;
+  const cudaError_t e = cudaSetDevice(device);
+  PD_REQUIRE(e == cudaSuccess, "cudaSetDevice(", device, "): ", cudaGetErrorString(e));
+  std::vector<ncclComm_t> comm(1, nullptr);
+  ncclConfig_t config = detail::nonblocking_config();
+  const ncclResult_t r = ncclCommInitRankConfig(&comm[0], host.size(), id, host.rank(), &config);
+  Status s;
+  if (r != ncclSuccess && r != ncclInProgress)
+    s = Status(StatusCode::kUnavailable, detail::concat("NCCL initialisation of rank ", host.rank(), " failed: ",
+                                                        ncclGetErrorString(r), " (", ncclGetLastError(nullptr), ")"));
+  if (s.ok()) s = wait_initialised(comm);
+  if (!s.ok()) {
+    abort_all(comm);
+    throw Error(s);
+  }
+  std::unique_ptr<Communicator> out;
+  s = capture([&] {
+    out = std::make_unique<detail::NcclCommunicator>(be, comm[0], std::make_shared<detail::NcclDomain>(), "world",
+                                                     "world", host.members(), host.rank());
+  });
+  if (!s.ok()) throw Error(s);  // the communicator aborted the NCCL one it could not take
   return out;
 }
 

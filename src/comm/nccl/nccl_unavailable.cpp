@@ -21,6 +21,10 @@ std::vector<std::unique_ptr<Communicator>> create_nccl_communicators(const std::
   PD_THROW(kUnavailable, "NCCL communicators: ", kWhy);
 }
 
+std::unique_ptr<Communicator> create_nccl_communicator_mpi(Backend&, Communicator&) {
+  PD_THROW(kUnavailable, "NCCL communicators: ", kWhy);
+}
+
 }  // namespace paradit
 
 #endif
