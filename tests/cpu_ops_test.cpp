@@ -262,34 +262,6 @@ TEST_P(CpuOps, Linear) {
   }
 }
 
-TEST_P(CpuOps, LinearGatedResidual) {
-  const int64_t B = 2, S = 7, K = 77, N = 96;
-  Tensor rbuf = test::random_host({B, S, 150}, 30);
-  Tensor residual = rbuf.slice(2, 10, N);
-  Tensor xb = test::random_host({B, S, 3, K}, 31);
-  Tensor x = xb.select(2, 1);
-  Tensor w = test::random_host({N, K}, 32, 0.1f), bias = test::random_host({N}, 33);
-  Tensor mod = test::random_host({B, 6 * N}, 34);
-  Tensor gate = mod.slice(1, 2 * N, N);
-  for (bool with_bias : {true, false}) {
-    const Tensor bb = with_bias ? bias : Tensor();
-    Tensor expected = copy_of(rbuf);
-    host_assign(expected.slice(2, 10, N), test::ref::linear_gated_residual(residual, x, w, bb, gate));
-    be->linear_gated_residual(residual, x, w, bb, gate);
-    EXPECT_LE(test::rel_l2(residual, expected.slice(2, 10, N)), kTol);
-    EXPECT_EQ(test::max_abs_diff(rbuf, expected), test::max_abs_diff(residual, expected.slice(2, 10, N)))
-        << "columns outside the residual view changed";
-  }
-  // S = 1 and a single batch (one tile per batch row).
-  Tensor r1 = test::random_host({1, 1, 600}, 35);
-  Tensor x1 = test::random_host({1, 1, 64}, 36);
-  Tensor w1 = test::random_host({600, 64}, 37, 0.1f);
-  Tensor g1 = test::random_host({1, 600}, 38);
-  const Tensor want = test::ref::linear_gated_residual(r1, x1, w1, Tensor(), g1);
-  be->linear_gated_residual(r1, x1, w1, Tensor(), g1);
-  EXPECT_LE(test::rel_l2(r1, want), kTol);
-}
-
 // --------------------------------------------------------------------------------------------------- norms
 
 TEST_P(CpuOps, LayerNormModulate) {
@@ -599,9 +571,6 @@ TEST(CpuOpsErrors, BadArgumentsThrowInvalidArgument) {
   expect_invalid([&] { be->linear(x.slice(2, 0, 16), x, w, bias, Epilogue::kNone); }, "linear");  // y overlaps x
   expect_invalid([&] { be->linear(y, x, f({32, 16}).transpose(0, 1), bias, Epilogue::kNone); }, "linear");  // w strided
 
-  expect_invalid([&] { be->linear_gated_residual(y, x, w, bias, f({2, 15})); }, "linear_gated_residual");
-  expect_invalid([&] { be->linear_gated_residual(y, x, w, bias, f({1, 16})); }, "linear_gated_residual");
-  expect_invalid([&] { be->linear_gated_residual(f({14, 16}), f({14, 32}), w, bias, gate); }, "linear_gated_residual");
 
   Tensor ln = f({2, 7, 32});
   expect_invalid([&] { be->layer_norm_modulate(ln, x, f({2, 32}), Tensor(), 1e-6f); }, "layer_norm_modulate");

@@ -78,12 +78,13 @@ void bench_gemms(Backend& b, const char* label) {
     const double us = time_us(b, [&] { b.linear(out, temb, w, bias, Epilogue::kNone); });
     report_bytes(detail::concat(label, "linear M1 K3072 N18432 (adaLN modulation)").c_str(), us, 2.0 * 6 * D * D);
   }
-  for (const int64_t K : {D, 5 * D}) {
-    const Tensor w = random(b, {D, K}, 12, 0.02f);
-    const Tensor bias = random(b, {D}, 13, 0.02f);
-    const Tensor in = K == D ? cat.slice(2, 0, D) : cat;
-    const double us = time_us(b, [&] { b.linear_gated_residual(z, in, w, bias, gate); });
-    report_flops(detail::concat(label, "linear_gated_residual K", K, " N3072").c_str(), us, 2.0 * M * D * K);
+  {
+    // A block's deferred residual update and the next LayerNorm in one pass: reads delta and z, writes z and zn.
+    const Tensor delta = random(b, {1, M, D}, 12), zn = b.empty({1, M, D});
+    const double us = time_us(b, [&] {
+      b.gated_add_layer_norm_modulate(zn, z, delta, gate, mod.slice(1, 0, D), mod.slice(1, D, D), 1e-6f);
+    });
+    report_bytes(detail::concat(label, "gated_add_layer_norm_modulate 4608x3072").c_str(), us, 2.0 * 4 * M * D);
   }
 }
 
@@ -141,7 +142,7 @@ void bench_memory_bound(Backend& b) {
 // 19 double + 38 single blocks are ≈ 99% of a forward's time, so this projects the forward's latency.
 void bench_blocks(Backend& b) {
   const int64_t T = 512, N = 4096, S = T + N, D = 3072, H = 24, d = 128;
-  const Tensor z = random(b, {1, S, D}, 40), zn = b.empty({1, S, D});
+  const Tensor z = random(b, {1, S, D}, 40), zn = b.empty({1, S, D}), delta = random(b, {1, S, D}, 44, 0.1f);
   const Tensor qkv = b.empty({1, S, 3 * D}), cat = b.empty({1, S, 5 * D});
   const Tensor mod_img = b.empty({1, 6 * D}), mod_txt = b.empty({1, 6 * D});
   const Tensor temb = random(b, {1, D}, 41);
@@ -184,21 +185,20 @@ void bench_blocks(Backend& b) {
   const auto double_block = [&] {
     for (const Stream& s : streams) {
       b.linear(s.mod, temb, s.w.mod_w, s.w.mod_b, Epilogue::kNone);
-      b.layer_norm_modulate(rows(zn, s.start, s.len), rows(z, s.start, s.len), chunk(s.mod, 0, D),
-                            chunk(s.mod, 1, D), 1e-6f);
+      // The previous block's MLP update applied by this LayerNorm (its gate: a chunk of the other set).
+      b.gated_add_layer_norm_modulate(rows(zn, s.start, s.len), rows(z, s.start, s.len), rows(delta, s.start, s.len),
+                                      chunk(s.mod, 5, D), chunk(s.mod, 0, D), chunk(s.mod, 1, D), 1e-6f);
       b.linear(rows(qkv, s.start, s.len), rows(zn, s.start, s.len), s.w.qkv_w, s.w.qkv_b, Epilogue::kNone);
       qk_norm_rope(s.start, s.len, s.w.qn, s.w.kn);
     }
     attention();
     const Tensor attn = chunk(cat, 0, D), hidden = cat.slice(2, D, 4 * D);
     for (const Stream& s : streams) {
-      b.linear_gated_residual(rows(z, s.start, s.len), rows(attn, s.start, s.len), s.w.proj_w, s.w.proj_b,
-                              chunk(s.mod, 2, D));
-      b.layer_norm_modulate(rows(zn, s.start, s.len), rows(z, s.start, s.len), chunk(s.mod, 3, D),
-                            chunk(s.mod, 4, D), 1e-6f);
+      b.linear(rows(delta, s.start, s.len), rows(attn, s.start, s.len), s.w.proj_w, s.w.proj_b, Epilogue::kNone);
+      b.gated_add_layer_norm_modulate(rows(zn, s.start, s.len), rows(z, s.start, s.len), rows(delta, s.start, s.len),
+                                      chunk(s.mod, 2, D), chunk(s.mod, 3, D), chunk(s.mod, 4, D), 1e-6f);
       b.linear(rows(hidden, s.start, s.len), rows(zn, s.start, s.len), s.w.in_w, s.w.in_b, Epilogue::kGeluTanh);
-      b.linear_gated_residual(rows(z, s.start, s.len), rows(hidden, s.start, s.len), s.w.out_w, s.w.out_b,
-                              chunk(s.mod, 5, D));
+      b.linear(rows(delta, s.start, s.len), rows(hidden, s.start, s.len), s.w.out_w, s.w.out_b, Epilogue::kNone);
     }
   };
   const Tensor s_mod_w = weight(3 * D, D), s_mod_b = bias(3 * D), s_qkv_w = weight(3 * D, D), s_qkv_b = bias(3 * D);
@@ -207,12 +207,12 @@ void bench_blocks(Backend& b) {
   const auto single_block = [&] {
     const Tensor mod = mod_img.slice(1, 0, 3 * D);
     b.linear(mod, temb, s_mod_w, s_mod_b, Epilogue::kNone);
-    b.layer_norm_modulate(zn, z, chunk(mod, 0, D), chunk(mod, 1, D), 1e-6f);
+    b.gated_add_layer_norm_modulate(zn, z, delta, chunk(mod, 2, D), chunk(mod, 0, D), chunk(mod, 1, D), 1e-6f);
     b.linear(qkv, zn, s_qkv_w, s_qkv_b, Epilogue::kNone);
     b.linear(cat.slice(2, D, 4 * D), zn, s_in_w, s_in_b, Epilogue::kGeluTanh);
     qk_norm_rope(0, S, s_qn, s_kn);
     attention();
-    b.linear_gated_residual(z, cat, s_out_w, s_out_b, chunk(mod, 2, D));
+    b.linear(delta, cat, s_out_w, s_out_b, Epilogue::kNone);
   };
   const double t_double = time_us(b, double_block), t_single = time_us(b, single_block);
   // FLOPs per block: GEMMs 2·M·N·K over both streams, attention 4·S²·D.
@@ -241,7 +241,9 @@ void bench_host_overhead(Backend& b) {
   };
   per_call("host: add", [&] { b.add(y, x, x); });
   per_call("host: linear (+bias)", [&] { b.linear(y, x, w, bias, Epilogue::kNone); });
-  per_call("host: linear_gated_residual", [&] { b.linear_gated_residual(y, x, w, bias, mod.slice(1, 0, 64)); });
+  per_call("host: gated_add_layer_norm_modulate", [&] {
+    b.gated_add_layer_norm_modulate(y, x, x, mod.slice(1, 0, 64), mod.slice(1, 64, 64), mod.slice(1, 128, 64), 1e-6f);
+  });
   per_call("host: layer_norm_modulate", [&] { b.layer_norm_modulate(y, x, mod.slice(1, 0, 64), mod.slice(1, 64, 64), 1e-6f); });
   per_call("host: rms_norm_rope (no rope)", [&] { b.rms_norm_rope(q, q, nw, Tensor(), Tensor(), 1e-6f); });
   per_call("host: attention", [&] { b.attention(o, Tensor(), q, q, q, 0.125f); });

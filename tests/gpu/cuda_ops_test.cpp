@@ -185,7 +185,12 @@ TEST(CudaOps, LinearMatchesCpu) {
   EXPECT_EQ(env.nan_count(mod.gpu), 2 * 192);
 }
 
-void gated_residual_cases(Env& env, const char* label) {
+// A block half's closing GEMM and its gated residual update, as the FLUX blocks run them (linear into delta, then
+// the update): x a column slice of a wider buffer, with and without bias, and rows of a joint sequence with B = 2
+// (per-batch strided GEMMs, per-batch gates).
+TEST(CudaOps, GatedResidualAfterLinearMatchesCpu) {
+  PD_GPU_ENV(env);
+  const char* label = "linear + gated_add";
   struct Case {
     const char* name;
     int64_t B, S, K, N;
@@ -207,8 +212,11 @@ void gated_residual_cases(Env& env, const char* label) {
     const Pair mod = env.input({c.B, 6 * c.N}, seed++);
     const Pair gate = view(mod, chunk(2, c.N));
     const Pair residual = env.input({c.B, c.S, c.N}, seed++);
-    env.cpu->linear_gated_residual(residual.cpu, x.cpu, w.cpu, b.cpu, gate.cpu);
-    env.gpu->linear_gated_residual(residual.gpu, x.gpu, w.gpu, b.gpu, gate.gpu);
+    const Pair delta = env.poisoned({c.B, c.S, c.N});
+    env.cpu->linear(delta.cpu, x.cpu, w.cpu, b.cpu, Epilogue::kNone);
+    env.gpu->linear(delta.gpu, x.gpu, w.gpu, b.gpu, Epilogue::kNone);
+    env.cpu->gated_add(residual.cpu, delta.cpu, gate.cpu);
+    env.gpu->gated_add(residual.gpu, delta.gpu, gate.gpu);
     EXPECT_LE(env.rel(residual), kTol) << label << ": " << c.name;
   }
   // Rows of a joint sequence with B = 2: per-batch strided GEMM with a per-batch gate.
@@ -221,15 +229,13 @@ void gated_residual_cases(Env& env, const char* label) {
   for (auto [start, len, mod] : {Stream{0, 7, &mod_txt}, Stream{7, 15, &mod_img}}) {
     const auto rows = [=](const Tensor& t) { return t.slice(1, start, len); };
     const Pair gate = view(*mod, chunk(2, 64));
-    env.cpu->linear_gated_residual(rows(z.cpu), rows(attn.cpu), w.cpu, b.cpu, gate.cpu);
-    env.gpu->linear_gated_residual(rows(z.gpu), rows(attn.gpu), w.gpu, b.gpu, gate.gpu);
+    const Pair delta = env.poisoned({2, len, 64});
+    env.cpu->linear(delta.cpu, rows(attn.cpu), w.cpu, b.cpu, Epilogue::kNone);
+    env.gpu->linear(delta.gpu, rows(attn.gpu), w.gpu, b.gpu, Epilogue::kNone);
+    env.cpu->gated_add(rows(z.cpu), delta.cpu, gate.cpu);
+    env.gpu->gated_add(rows(z.gpu), delta.gpu, gate.gpu);
   }
   EXPECT_LE(env.rel(z), kTol) << label << ": rows of a joint sequence";
-}
-
-TEST(CudaOps, LinearGatedResidualMatchesCpu) {
-  PD_GPU_ENV(env);
-  gated_residual_cases(env, "linear_gated_residual");
 }
 
 // ---------------------------------------------------------------------------------------------------------------

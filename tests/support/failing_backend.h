@@ -28,10 +28,6 @@ class FailingBackend final : public Backend {
   void linear(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b, Epilogue ep) override {
     in_->linear(y, x, w, b, ep);
   }
-  void linear_gated_residual(const Tensor& r, const Tensor& x, const Tensor& w, const Tensor& b,
-                             const Tensor& g) override {
-    in_->linear_gated_residual(r, x, w, b, g);
-  }
   void layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& sh, const Tensor& sc, float e) override {
     in_->layer_norm_modulate(y, x, sh, sc, e);
   }

@@ -69,21 +69,6 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, Epilogue ep)
   return from_doubles(shape, linear_d(x, w, bias, ep));
 }
 
-Tensor linear_gated_residual(const Tensor& residual, const Tensor& x, const Tensor& w, const Tensor& bias,
-                             const Tensor& gate) {
-  const int64_t B = x.size(0), S = x.size(1), N = w.size(0);
-  const auto p = linear_d(x, w, bias, Epilogue::kNone);
-  const auto r = doubles(residual), g = doubles(gate);
-  std::vector<double> out(r.size());
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t s = 0; s < S; ++s)
-      for (int64_t n = 0; n < N; ++n) {
-        const size_t i = size_t((b * S + s) * N + n);
-        out[i] = r[i] + g[size_t(b * N + n)] * p[i];
-      }
-  return from_doubles(residual.shape(), out);
-}
-
 Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps) {
   const int64_t B = x.size(0), S = x.size(1), D = x.size(2);
   const auto xd = doubles(x);

@@ -19,8 +19,6 @@ Tensor fill_random(const Shape& shape, uint64_t seed, float stddev);
 // ep(x·wᵀ + bias): x [..., K], w [N, K], bias [N] or undefined → [..., N].
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, Epilogue ep);
 // residual + gate ⊙ (x·wᵀ + bias): residual [B, S, N], x [B, S, K], gate [B, N].
-Tensor linear_gated_residual(const Tensor& residual, const Tensor& x, const Tensor& w, const Tensor& bias,
-                             const Tensor& gate);
 // LN(x)·(1 + scale) + shift over the last dim, no affine: x [B, S, D], shift/scale [B, D] or undefined.
 Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps);
 // RMSNorm(x)·weight over d, then RoPE on interleaved pairs if cos/sin are defined: x [B, S, H, d], cos/sin [S, d].

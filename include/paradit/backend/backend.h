@@ -55,10 +55,6 @@ class Backend {
   // y = ep(x·wᵀ + bias).  x [B, S, K] (or [M, K]); w [N, K] contiguous; bias [N] or undefined; y [B, S, N].
   virtual void linear(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, Epilogue ep) = 0;
 
-  // residual += gate ⊙ (x·wᵀ + bias).  residual [B, S, N]; x [B, S, K]; gate [B, N] (the adaLN gate).
-  virtual void linear_gated_residual(const Tensor& residual, const Tensor& x, const Tensor& w, const Tensor& bias,
-                                     const Tensor& gate) = 0;
-
   // y = LN(x)·(1 + scale) + shift: LayerNorm over the last dim without affine, then adaLN modulation.
   // x, y [B, S, D]; shift, scale [B, D], or both undefined for a plain LayerNorm.
   virtual void layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale,

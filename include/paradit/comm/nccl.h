@@ -1,7 +1,7 @@
 // The NCCL transport: communicators over the GPUs of this process, one worker thread per GPU.
 //
-// Built when CUDA and NCCL are (PARADIT_WITH_CUDA and nccl.h); otherwise nccl_available() says why and
-// create_nccl_communicators throws Error(kUnavailable). Several processes (one GPU each, started by MPI):
+// Built when CUDA and NCCL are (PARADIT_WITH_CUDA and nccl.h); otherwise create_nccl_communicators throws
+// Error(kUnavailable) saying what is missing. Several processes (one GPU each, started by MPI):
 // create_nccl_communicator_mpi.
 #pragma once
 
@@ -13,9 +13,6 @@
 #include "paradit/comm/communicator.h"
 
 namespace paradit {
-
-// Whether this build can create NCCL communicators; *why says what is missing when not.
-bool nccl_available(std::string* why = nullptr);
 
 // A world of backends.size() ranks: communicator i moves the tensors of backends[i] (CUDA backends on distinct
 // GPUs). Call once from one thread, then hand communicator i to the worker thread of GPU i. The backends must

@@ -28,8 +28,6 @@ class CpuBackend final : public Backend {
   void fill_random(const Tensor& dst, uint64_t seed, float stddev) override;
 
   void linear(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, Epilogue ep) override;
-  void linear_gated_residual(const Tensor& residual, const Tensor& x, const Tensor& w, const Tensor& bias,
-                             const Tensor& gate) override;
 
   void layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale,
                            float eps) override;

@@ -1,4 +1,4 @@
-// linear and linear_gated_residual: tiles of x·wᵀ over OpenMP threads, each a single-threaded sgemm on
+// linear: tiles of x·wᵀ over OpenMP threads, each a single-threaded sgemm on
 // strided views (lda/ldc carry the row strides), with the epilogue applied to the tile while it is warm.
 
 #include <cblas.h>
@@ -153,50 +153,5 @@ void CpuBackend::linear(const Tensor& y, const Tensor& x, const Tensor& w, const
   });
 }
 
-void CpuBackend::linear_gated_residual(const Tensor& residual, const Tensor& x, const Tensor& w, const Tensor& bias,
-                                       const Tensor& gate) {
-  const char* op = "linear_gated_residual";
-  check_linear_args(op, residual, x, w, bias);
-  PD_REQUIRE(x.dim() == 3, op, ": x ", x.desc(), " must be [B, S, K]");
-  cpu::require_f32_rows(op, "gate", gate);
-  const int64_t B = x.size(0), S = x.size(1), N = w.size(0), K = w.size(1);
-  cpu::require_shape(op, "gate", gate, {B, N});
-  PD_REQUIRE(!cpu::may_overlap(residual, gate), op, ": residual ", residual.desc(), " overlaps gate ", gate.desc());
-  if (residual.numel() == 0) return;
-  // One block per batch element: its rows share one gate row.
-  std::vector<MatBlock> blocks;
-  for (int64_t b = 0; b < B; ++b)
-    blocks.push_back({x.data_as<float>() + b * x.stride(0), S > 1 ? x.stride(1) : K,
-                      residual.data_as<float>() + b * residual.stride(0), S > 1 ? residual.stride(1) : N, S, b});
-  for (const auto& b : blocks)
-    PD_REQUIRE(b.rows <= 1 || (b.ldx >= K && b.ldy >= N), op, ": rows of x ", x.desc(), " or residual ",
-               residual.desc(), " overlap (row stride below the row width)");
-  const auto tiles = make_tiles(blocks, N, threads_);
-  const float* wp = w.data_as<float>();
-  const float* bp = bias.defined() ? bias.data_as<float>() : nullptr;
-  const float* gp = gate.data_as<float>();
-  const int64_t gstride = gate.stride(0);
-  // The product goes to per-thread scratch first (residual is accumulated into, not overwritten), allocated
-  // here so that running out of memory throws before the parallel region.
-  int64_t tile_max = 0;
-  for (const Tile& tl : tiles) tile_max = std::max(tile_max, tl.m * tl.n);
-  const int nt = int(std::min<int64_t>(threads_, int64_t(tiles.size())));
-  std::vector<float> scratch(size_t(nt * tile_max));
-  cpu::parallel_for_dynamic(nt, int64_t(tiles.size()), [&](int64_t t) {
-    const Tile& tl = tiles[size_t(t)];
-    const MatBlock& b = blocks[size_t(tl.block)];
-    float* tmp = scratch.data() + omp_get_thread_num() * tile_max;
-    gemm_nt(b.x + tl.m0 * b.ldx, b.ldx, wp + tl.n0 * K, K, tmp, tl.n, tl.m, tl.n);
-    const float* g = gp + b.batch * gstride + tl.n0;
-    for (int64_t i = 0; i < tl.m; ++i) {
-      float* row = b.y + (tl.m0 + i) * b.ldy + tl.n0;
-      const float* p = tmp + i * tl.n;
-      if (bp)
-        for (int64_t n = 0; n < tl.n; ++n) row[n] += g[n] * (p[n] + bp[tl.n0 + n]);
-      else
-        for (int64_t n = 0; n < tl.n; ++n) row[n] += g[n] * p[n];
-    }
-  });
-}
 
 }  // namespace paradit

@@ -89,40 +89,6 @@ void CudaBackendImpl::linear(const Tensor& y, const Tensor& x, const Tensor& w, 
   matmul_->linear(p, y.data(), x.data(), w.data(), bias.defined() ? bias.data() : nullptr, ep, stream_);
 }
 
-void CudaBackendImpl::linear_gated_residual(const Tensor& residual, const Tensor& x, const Tensor& w,
-                                            const Tensor& bias, const Tensor& gate) {
-  const char* op = "linear_gated_residual";
-  for (auto [name, t] : {std::pair{"residual", &residual}, std::pair{"x", &x}, std::pair{"w", &w},
-                         std::pair{"gate", &gate}}) {
-    require_here(op, name, *t);
-    require_dtype(op, name, *t, DType::kBF16);
-    require_rows(op, name, *t);
-  }
-  PD_REQUIRE(x.dim() == 3 && residual.dim() == 3, op, ": x ", x.desc(), " and residual ", residual.desc(),
-             " must be [B, S, K] and [B, S, N]");
-  PD_REQUIRE(w.dim() == 2 && w.is_contiguous(), op, ": w ", w.desc(), " must be a contiguous [N, K]");
-  const int64_t B = x.size(0), S = x.size(1), N = w.size(0), K = w.size(1);
-  PD_REQUIRE(x.size(2) == K, op, ": x ", x.desc(), " has K = ", x.size(2), " but w ", w.desc(), " has K = ", K);
-  require_shape(op, "residual", residual, {B, S, N});
-  require_shape(op, "gate", gate, {B, N});
-  if (bias.defined()) {
-    require_here(op, "bias", bias);
-    require_dtype(op, "bias", bias, DType::kBF16);
-    PD_REQUIRE(bias.dim() == 1 && bias.size(0) == N && (N <= 1 || bias.stride(0) == 1), op, ": bias ", bias.desc(),
-               " must be a contiguous [", N, "]");
-  }
-  if (residual.numel() == 0) return;
-  PD_REQUIRE(K > 0, op, ": K = 0 (x ", x.desc(), ", w ", w.desc(), ")");
-  cuda::DeviceGuard guard(index_);
-
-  // GEMM + bias into a temporary, then residual += gate ⊙ tmp in one vectorised pass. (cuBLASLt's per-column
-  // alpha vector, which would fold the gate into the GEMM, has no bf16 kernel on Hopper: the heuristic answers
-  // NOT_SUPPORTED, and f32 bias vectors with bf16 output are refused.)
-  Tensor tmp = Tensor::empty({B, S, N}, DType::kBF16, *alloc_);
-  linear(tmp, x, w, bias, Epilogue::kNone);
-  cuda::launch_gated_add(residual, tmp, gate, stream_);
-}
-
 void CudaBackendImpl::layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale,
                                           float eps) {
   const char* op = "layer_norm_modulate";

@@ -1,4 +1,4 @@
-// bf16 GEMMs through cuBLASLt with fused epilogues, for Backend::linear (and linear_gated_residual's GEMM).
+// bf16 GEMMs through cuBLASLt with fused epilogues, for Backend::linear.
 //
 // Row-major y[M, N] = x[M, K]·w[N, K]ᵀ is, in cuBLASLt's column-major terms, D[N, M] = Aᵀ·B with A = w (a K×N
 // column-major matrix, ld K) and B = x (K×M, ld = x's row stride): the "TN" layout that Hopper's fastest kernels
