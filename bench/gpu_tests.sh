@@ -10,5 +10,6 @@ for t in "$DIR"/*_test; do
   [ $code -eq 0 ] || rc=1
   printf '%-28s rc=%d  %s\n' "$name" "$code" "$(grep -E '^\[  (PASSED|FAILED|SKIPPED)' "$log" | tr '\n' ' ')"
   grep -E '^\[  FAILED  \] [A-Za-z]' "$log" | head -5
+  grep -E 'peak|GiB' "$log" | head -6  # memory measurements (the parallel VAE's per GPU) come back in the output
 done
 exit $rc
