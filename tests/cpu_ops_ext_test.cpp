@@ -19,6 +19,7 @@ namespace paradit {
 namespace {
 
 using test::count_written;
+using test::expect_invalid;
 using test::host_assign;
 
 constexpr double kTol = 1e-5;  // relative L2 for fp32 ops (DESIGN.md)
@@ -33,20 +34,6 @@ Tensor converted(const Tensor& src, DType dt) {
   const Tensor s = copy_of(src);
   convert_host(t.data(), dt, s.data(), DType::kF32, size_t(s.numel()));
   return t;
-}
-
-// Returns the message of the Error(kInvalidArgument) that fn throws, failing the test (with an empty result)
-// when it throws nothing, another code, or a message that does not name op.
-std::string expect_invalid(const std::function<void()>& fn, const char* op) {
-  try {
-    fn();
-    ADD_FAILURE() << op << ": expected Error(kInvalidArgument), nothing was thrown";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.status().code(), StatusCode::kInvalidArgument) << e.what();
-    EXPECT_NE(std::string(e.what()).find(op), std::string::npos) << "message should name the op: " << e.what();
-    return e.what();
-  }
-  return "";
 }
 
 class CpuOpsExt : public ::testing::TestWithParam<int> {

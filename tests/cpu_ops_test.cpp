@@ -19,6 +19,7 @@ namespace paradit {
 namespace {
 
 using test::count_written;
+using test::expect_invalid;
 using test::host_assign;
 
 constexpr double kTol = 1e-5;  // relative L2 for fp32 ops (DESIGN.md)
@@ -37,16 +38,6 @@ void rope_tables(int64_t S, int64_t d, Tensor* cos, Tensor* sin) {
       cos->data_as<float>()[s * d + i] = float(std::cos(theta));
       sin->data_as<float>()[s * d + i] = float(std::sin(theta));
     }
-}
-
-void expect_invalid(const std::function<void()>& fn, const char* op) {
-  try {
-    fn();
-    ADD_FAILURE() << op << ": expected Error(kInvalidArgument), nothing was thrown";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.status().code(), StatusCode::kInvalidArgument) << e.what();
-    EXPECT_NE(std::string(e.what()).find(op), std::string::npos) << "message should name the op: " << e.what();
-  }
 }
 
 class CpuOps : public ::testing::TestWithParam<int> {

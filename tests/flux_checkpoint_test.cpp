@@ -21,17 +21,10 @@
 namespace paradit {
 namespace {
 
+using test::expect_error;
+
 namespace fs = std::filesystem;
 using Weights = std::vector<std::pair<std::string, Tensor>>;
-
-template <typename Fn>
-void expect_error(Fn&& fn, StatusCode code, const std::vector<std::string>& parts) {
-  const Status st = capture(fn);
-  ASSERT_FALSE(st.ok()) << "expected an error mentioning " << (parts.empty() ? "" : parts[0]);
-  EXPECT_EQ(st.code(), code) << st.to_string();
-  for (const auto& p : parts)
-    EXPECT_NE(st.message().find(p), std::string::npos) << "'" << p << "' not in: " << st.message();
-}
 
 // Head dim 8: its RoPE axes cannot be inferred, so a single file needs a config.json.
 FluxConfig tiny_config(bool guidance = true) {

@@ -15,23 +15,16 @@
 #include "paradit/core/allocator.h"
 #include "paradit/core/status.h"
 #include "paradit/io/safetensors.h"
+#include "scheduler_fixture.h"
 #include "test_util.h"
 
 namespace paradit {
 namespace {
 
+using test::expect_error;
+
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-const json& fixture() {
-  static const json doc = [] {
-    const std::string path = test::fixtures_dir() + "/scheduler/scheduler.json";
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error("cannot open " + path);
-    return json::parse(in);
-  }();
-  return doc;
-}
 
 Tensor from_hex(const std::string& hex, const Shape& shape) {
   Tensor t = Tensor::empty(shape, DType::kF32, cpu_allocator());
@@ -51,17 +44,8 @@ bool bit_equal(const Tensor& a, const Tensor& b) {
          b.is_contiguous() && std::memcmp(a.data(), b.data(), a.nbytes()) == 0;
 }
 
-template <typename Fn>
-void expect_error(Fn&& fn, StatusCode code, const std::vector<std::string>& parts) {
-  const Status st = capture(fn);
-  ASSERT_FALSE(st.ok()) << "expected an error mentioning " << (parts.empty() ? "" : parts[0]);
-  EXPECT_EQ(st.code(), code) << st.to_string();
-  for (const auto& p : parts)
-    EXPECT_NE(st.message().find(p), std::string::npos) << "'" << p << "' not in: " << st.message();
-}
-
 TEST(Latents, PackMatchesDiffusers) {
-  const json& p = fixture()["pack"];
+  const json& p = test::scheduler_fixture()["pack"];
   const Tensor u = from_hex(p["unpacked"], p["unpacked_shape"].get<Shape>());
   const Tensor packed = from_hex(p["packed"], p["packed_shape"].get<Shape>());
   EXPECT_TRUE(bit_equal(pack_latents(u), packed));
@@ -106,7 +90,7 @@ TEST(Latents, Shapes) {
 }
 
 TEST(Noise, MatchesTheIndependentReference) {
-  for (const json& r : fixture()["noise"]) {
+  for (const json& r : test::scheduler_fixture()["noise"]) {
     const uint64_t seed = std::stoull(r["seed"].get<std::string>());
     const uint64_t b = r["batch_index"];
     const auto idx = r["indices"].get<std::vector<uint64_t>>();

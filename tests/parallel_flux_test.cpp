@@ -21,18 +21,6 @@ namespace {
 
 constexpr double kTol = 1e-5;  // parallel vs serial in fp32 (DESIGN.md)
 
-// Every mesh of 1..8 ranks over ulysses, ring, cfg (1 or 2) and dp.
-std::vector<MeshDegrees> every_mesh() {
-  std::vector<MeshDegrees> meshes;
-  for (int world = 1; world <= 8; ++world)
-    for (int u = 1; u <= world; ++u)
-      for (int r = 1; u * r <= world; ++r)
-        for (int c = 1; c <= 2 && u * r * c <= world; ++c)
-          if (world % (u * r * c) == 0)
-            meshes.push_back({.ulysses = u, .ring = r, .cfg = c, .dp = world / (u * r * c)});
-  return meshes;
-}
-
 using test::FluxHostInputs;
 using test::flux_device_inputs;
 
@@ -80,13 +68,13 @@ TEST_P(ParallelFlux, EveryMeshMatchesTheSingleRankForward) {
   const Tensor want = be->download_f32(model->forward(flux_device_inputs(*be, h, {0, h.T(), 0, h.N()})));
   // The single-rank forward is diffusers' (flux_transformer_test); here it is the reference.
   ASSERT_LE(test::rel_l2(want, io.get("output")), kTol);
-  for (const MeshDegrees& m : every_mesh()) check_mesh(&ckpt, ckpt.config(), 0, h, want, m);
+  for (const MeshDegrees& m : test::every_sp_cfg_dp_mesh()) check_mesh(&ckpt, ckpt.config(), 0, h, want, m);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ParallelFlux, ::testing::Values("flux_dev_tiny", "flux_schnell_tiny"));
 
 TEST(ParallelFlux, MeshListHasEveryWorldUpToEight) {
-  const std::vector<MeshDegrees> meshes = every_mesh();
+  const std::vector<MeshDegrees> meshes = test::every_sp_cfg_dp_mesh();
   std::vector<int> per_world(9, 0);
   for (const MeshDegrees& m : meshes) ++per_world[size_t(m.product())];
   // ulysses·ring·dp ordered factorisations, plus those with cfg 2.

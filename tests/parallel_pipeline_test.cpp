@@ -50,17 +50,6 @@ const char* kind_name(Kind k) {
   return k == Kind::kSquareCfg ? "48x48 cfg" : k == Kind::kWideCfg ? "64x32 cfg" : "64x32";
 }
 
-std::vector<MeshDegrees> every_mesh() {
-  std::vector<MeshDegrees> meshes;
-  for (int world = 1; world <= 8; ++world)
-    for (int u = 1; u <= world; ++u)
-      for (int r = 1; u * r <= world; ++r)
-        for (int c = 1; c <= 2 && u * r * c <= world; ++c)
-          if (world % (u * r * c) == 0)
-            meshes.push_back({.ulysses = u, .ring = r, .cfg = c, .dp = world / (u * r * c)});
-  return meshes;
-}
-
 int max_pixel_diff(const std::vector<Rgb8Image>& a, const std::vector<Rgb8Image>& b) {
   EXPECT_EQ(a.size(), b.size());
   int worst = 0;
@@ -105,7 +94,7 @@ class ParallelPipeline : public ::testing::Test {
 };
 
 TEST_F(ParallelPipeline, EveryMeshGivesTheSingleDeviceImages) {
-  for (const MeshDegrees& m : every_mesh()) {
+  for (const MeshDegrees& m : test::every_sp_cfg_dp_mesh()) {
     SCOPED_TRACE(m.flags() + (m.cfg == 2 ? " (cfg 2)" : ""));
     auto engine = Engine::create(cpu_ranks(m));
     EXPECT_EQ(engine->mesh().world(), m.product());

@@ -15,6 +15,8 @@
 namespace paradit {
 namespace {
 
+using test::expect_error;
+
 namespace fs = std::filesystem;
 
 class Png : public test::ScratchDirTest {
@@ -124,15 +126,6 @@ TEST_F(Png, LargeImage) {
   EXPECT_EQ(img.height, 768);
   EXPECT_EQ(img.rgb, px);
   EXPECT_EQ(img.find_text("parameters")->size(), 10000u);
-}
-
-template <typename Fn>
-void expect_error(Fn&& fn, StatusCode code, const std::vector<std::string>& parts) {
-  const Status st = capture(fn);
-  ASSERT_FALSE(st.ok()) << "expected an error mentioning " << (parts.empty() ? "" : parts[0]);
-  EXPECT_EQ(st.code(), code) << st.to_string();
-  for (const auto& p : parts)
-    EXPECT_NE(st.message().find(p), std::string::npos) << "'" << p << "' not in: " << st.message();
 }
 
 TEST_F(Png, WriteErrorsNameThePath) {

@@ -16,21 +16,13 @@
 namespace paradit {
 namespace {
 
+using test::expect_error;
+
 namespace fs = std::filesystem;
 
 class Safetensors : public test::ScratchDirTest {
  protected:
 };
-
-// Runs fn, expects an Error with `code` whose message contains every one of `parts`.
-template <typename Fn>
-void expect_error(Fn&& fn, StatusCode code, const std::vector<std::string>& parts) {
-  const Status st = capture(fn);
-  ASSERT_FALSE(st.ok()) << "expected an error mentioning " << (parts.empty() ? "" : parts[0]);
-  EXPECT_EQ(st.code(), code) << st.to_string();
-  for (const auto& p : parts)
-    EXPECT_NE(st.message().find(p), std::string::npos) << "'" << p << "' not in: " << st.message();
-}
 
 Tensor convert(const Tensor& f32, DType dt) {
   Tensor t = Tensor::empty(f32.shape(), dt, cpu_allocator());

@@ -14,6 +14,7 @@
 
 #include "paradit/core/status.h"
 #include "paradit/pipeline/latents.h"
+#include "scheduler_fixture.h"
 #include "test_util.h"
 
 namespace paradit {
@@ -21,16 +22,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-const json& fixture() {
-  static const json doc = [] {
-    const std::string path = test::fixtures_dir() + "/scheduler/scheduler.json";
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error("cannot open " + path);
-    return json::parse(in);
-  }();
-  return doc;
-}
 
 std::vector<float> floats(const std::string& hex) {
   std::vector<float> out;
@@ -64,7 +55,7 @@ void expect_same(const std::vector<float>& got, const std::vector<float>& want, 
 }
 
 TEST(Scheduler, MatchesDiffusersBitForBit) {
-  const json& doc = fixture();
+  const json& doc = test::scheduler_fixture();
   int checked = 0;
   for (const json& c : doc["cases"]) {
     const std::string name = c["config"];
@@ -102,7 +93,7 @@ TEST(Scheduler, MatchesDiffusersBitForBit) {
 }
 
 TEST(Scheduler, PublishedDefaultsEqualTheFixtureConfigs) {
-  const json& configs = fixture()["configs"];
+  const json& configs = test::scheduler_fixture()["configs"];
   auto same = [](const FlowMatchEulerConfig& a, const FlowMatchEulerConfig& b) {
     return a.num_train_timesteps == b.num_train_timesteps && a.shift == b.shift &&
            a.use_dynamic_shifting == b.use_dynamic_shifting && a.base_shift == b.base_shift &&

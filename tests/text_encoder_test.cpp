@@ -19,6 +19,8 @@
 namespace paradit {
 namespace {
 
+using test::code_of;
+
 namespace fs = std::filesystem;
 
 constexpr double kTol = 1e-5;  // fp32 CPU vs transformers
@@ -38,18 +40,6 @@ std::vector<int32_t> ids_of(const Tensor& t) {
   std::vector<int32_t> ids(size_t(c.numel()));
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(c.data_as<float>()[i]);
   return ids;
-}
-
-// The error code of fn, and its message in *what (kOk when it did not throw).
-template <typename Fn>
-StatusCode code_of(Fn&& fn, std::string* what = nullptr) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    if (what) *what = e.what();
-    return e.status().code();
-  }
-  return StatusCode::kOk;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

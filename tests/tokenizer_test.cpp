@@ -15,6 +15,8 @@
 namespace paradit {
 namespace {
 
+using test::expect_error;
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -217,15 +219,6 @@ TEST(T5Tokenizer, UnpaddedIsPrefixOfPadded) {
 }
 
 // --- errors -------------------------------------------------------------------------------------------------
-
-// Runs fn, expects an Error with `code` whose message contains every one of `parts`.
-template <typename Fn>
-void expect_error(Fn&& fn, StatusCode code, std::initializer_list<std::string> parts) {
-  const Status s = capture(fn);
-  ASSERT_FALSE(s.ok()) << "no error; expected " << status_code_name(code);
-  EXPECT_EQ(s.code(), code) << s.to_string();
-  for (const std::string& part : parts) EXPECT_NE(s.message().find(part), std::string::npos) << s.to_string();
-}
 
 TEST(TokenizerErrors, MissingFiles) {
   TempDir dir;

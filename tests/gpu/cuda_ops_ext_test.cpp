@@ -44,15 +44,6 @@ std::unique_ptr<Backend> cuda_backend_with_env(const char* name, const char* val
   return b;
 }
 
-StatusCode code_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.status().code();
-  }
-  return StatusCode::kOk;
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // Elementwise
 

@@ -422,15 +422,6 @@ TEST(CudaOps, ElementwiseMatchesCpu) {
 // ---------------------------------------------------------------------------------------------------------------
 // Errors and bookkeeping
 
-StatusCode code_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.status().code();
-  }
-  return StatusCode::kOk;
-}
-
 TEST(CudaOps, BadArgumentsThrowClearErrors) {
   PD_GPU_ENV(env);
   Backend& gpu = *env.gpu;

@@ -118,6 +118,47 @@ int64_t count_written(const Tensor& buffer) {
   return n;
 }
 
+StatusCode code_of(const std::function<void()>& fn, std::string* what) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    if (what) *what = e.what();
+    return e.status().code();
+  }
+  return StatusCode::kOk;
+}
+
+std::string expect_invalid(const std::function<void()>& fn, const char* op) {
+  std::string what;
+  const StatusCode code = code_of(fn, &what);
+  if (code == StatusCode::kOk) {
+    ADD_FAILURE() << op << ": expected Error(kInvalidArgument), nothing was thrown";
+    return "";
+  }
+  EXPECT_EQ(code, StatusCode::kInvalidArgument) << what;
+  EXPECT_NE(what.find(op), std::string::npos) << "message should name the op: " << what;
+  return code == StatusCode::kInvalidArgument ? what : "";
+}
+
+void expect_error(const std::function<void()>& fn, StatusCode code, const std::vector<std::string>& parts) {
+  const Status st = capture(fn);
+  ASSERT_FALSE(st.ok()) << "expected an error mentioning " << (parts.empty() ? "" : parts[0]);
+  EXPECT_EQ(st.code(), code) << st.to_string();
+  for (const auto& p : parts)
+    EXPECT_NE(st.message().find(p), std::string::npos) << "'" << p << "' not in: " << st.message();
+}
+
+std::vector<MeshDegrees> every_sp_cfg_dp_mesh() {
+  std::vector<MeshDegrees> meshes;
+  for (int world = 1; world <= 8; ++world)
+    for (int u = 1; u <= world; ++u)
+      for (int r = 1; u * r <= world; ++r)
+        for (int c = 1; c <= 2 && u * r * c <= world; ++c)
+          if (world % (u * r * c) == 0)
+            meshes.push_back({.ulysses = u, .ring = r, .cfg = c, .dp = world / (u * r * c)});
+  return meshes;
+}
+
 void ScratchDirTest::SetUp() {
   namespace fs = std::filesystem;
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();

@@ -4,12 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "paradit/backend/backend.h"
 #include "paradit/core/status.h"
 #include "paradit/core/tensor.h"
+#include "paradit/parallel/device_mesh.h"
 
 namespace paradit::test {
 
@@ -31,6 +34,17 @@ void host_assign(const Tensor& dst, const Tensor& src);
 // Elements of a contiguous host f32 buffer that are not NaN: an op writing into a view of a poisoned buffer
 // must leave exactly the view's elements finite.
 int64_t count_written(const Tensor& buffer);
+
+// The error code fn throws (kOk when it throws nothing), its message in *what.
+StatusCode code_of(const std::function<void()>& fn, std::string* what = nullptr);
+// Checks that fn throws Error(kInvalidArgument) whose message names op; returns the message ("" on failure).
+std::string expect_invalid(const std::function<void()>& fn, const char* op);
+
+// Checks that fn throws Error(code) whose message contains every one of parts.
+void expect_error(const std::function<void()>& fn, StatusCode code, const std::vector<std::string>& parts);
+
+// Every mesh of 1..8 ranks over ulysses, ring, cfg (1 or 2) and dp (the rest of the world).
+std::vector<MeshDegrees> every_sp_cfg_dp_mesh();
 
 // A test fixture with a fresh directory per test, removed afterwards.
 class ScratchDirTest : public ::testing::Test {
