@@ -20,6 +20,23 @@ Tensor Backend::download_f32(const Tensor& t) {
   return host;
 }
 
+void Backend::check_conv2d_shapes(const Tensor& y, const Tensor& x, const Tensor& w, int pad) {
+  const char* op = "conv2d";
+  PD_REQUIRE(x.dim() == 4, op, ": x ", x.desc(), " must be [B, H, W, Cin]");
+  PD_REQUIRE(w.dim() == 4, op, ": w ", w.desc(), " must be [Cout, kh, kw, Cin]");
+  const int64_t B = x.size(0), H = x.size(1), W = x.size(2), Cin = x.size(3);
+  const int64_t Cout = w.size(0), kh = w.size(1), kw = w.size(2);
+  PD_REQUIRE(w.size(3) == Cin, op, ": w ", w.desc(), " has Cin = ", w.size(3), " but x ", x.desc(), " has Cin = ",
+             Cin);
+  PD_REQUIRE(kh >= 1 && kw >= 1, op, ": w ", w.desc(), " has an empty kernel");
+  PD_REQUIRE(pad >= 0, op, ": pad must be >= 0, got ", pad);
+  PD_REQUIRE(H + 2 * pad >= kh && W + 2 * pad >= kw, op, ": the ", kh, "×", kw, " kernel of w ", w.desc(),
+             " is larger than x ", x.desc(), " padded by ", pad);
+  const Shape out = {B, H + 2 * pad - kh + 1, W + 2 * pad - kw + 1, Cout};
+  PD_REQUIRE(y.shape() == out, op, ": y is ", y.desc(), ", expected ", shape_str(out), " for x ", x.desc(), ", w ",
+             w.desc(), " and pad ", pad);
+}
+
 void Backend::check_lse_merge(const Tensor& out, const Tensor& lse, const Tensor& block_out,
                               const Tensor& block_lse) {
   for (auto [name, t] : {std::pair{"out", &out}, std::pair{"lse", &lse}, std::pair{"block_out", &block_out},

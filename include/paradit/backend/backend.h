@@ -115,6 +115,9 @@ class Backend {
   // 2-D convolution, stride 1, `pad` zeros on every side: x [B, H, W, Cin]; w [Cout, kh, kw, Cin];
   // bias [Cout] or undefined; y [B, H + 2·pad − kh + 1, W + 2·pad − kw + 1, Cout].
   virtual void conv2d(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, int pad) = 0;
+  // The shape checks every backend's conv2d makes (after its own dtype and layout checks), throwing
+  // kInvalidArgument.
+  static void check_conv2d_shapes(const Tensor& y, const Tensor& x, const Tensor& w, int pad);
   // GroupNorm: C split into `groups` contiguous groups, statistics over (H, W, C/groups) per batch entry, in f32;
   // affine weight, bias [C]; then SiLU when `silu`.  x, y [B, H, W, C] (y may alias x).
   virtual void group_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias, int groups,

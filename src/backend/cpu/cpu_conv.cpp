@@ -45,19 +45,10 @@ void CpuBackend::conv2d(const Tensor& y, const Tensor& x, const Tensor& w, const
   cpu::require_f32_rows(op, "y", y);
   cpu::require_f32_rows(op, "x", x);
   cpu::require_f32_contiguous(op, "w", w);
-  PD_REQUIRE(x.dim() == 4, op, ": x ", x.desc(), " must be [B, H, W, Cin]");
-  PD_REQUIRE(w.dim() == 4, op, ": w ", w.desc(), " must be [Cout, kh, kw, Cin]");
+  check_conv2d_shapes(y, x, w, pad);
   const int64_t B = x.size(0), H = x.size(1), W = x.size(2), Cin = x.size(3);
   const int64_t Cout = w.size(0), kh = w.size(1), kw = w.size(2);
-  PD_REQUIRE(w.size(3) == Cin, op, ": w ", w.desc(), " has Cin = ", w.size(3), " but x ", x.desc(), " has Cin = ",
-             Cin);
-  PD_REQUIRE(kh >= 1 && kw >= 1, op, ": w ", w.desc(), " has an empty kernel");
-  PD_REQUIRE(pad >= 0, op, ": pad must be >= 0, got ", pad);
-  PD_REQUIRE(H + 2 * pad >= kh && W + 2 * pad >= kw, op, ": the ", kh, "×", kw, " kernel of w ", w.desc(),
-             " is larger than x ", x.desc(), " padded by ", pad);
-  const int64_t Ho = H + 2 * pad - kh + 1, Wo = W + 2 * pad - kw + 1;
-  PD_REQUIRE(y.shape() == Shape({B, Ho, Wo, Cout}), op, ": y is ", y.desc(), ", expected ",
-             shape_str({B, Ho, Wo, Cout}), " for x ", x.desc(), ", w ", w.desc(), " and pad ", pad);
+  const int64_t Ho = y.size(1), Wo = y.size(2);
   if (bias.defined()) {
     cpu::require_f32_rows(op, "bias", bias);
     cpu::require_shape(op, "bias", bias, {Cout});

@@ -386,18 +386,9 @@ void CudaBackendImpl::conv2d(const Tensor& y, const Tensor& x, const Tensor& w, 
     require_dtype(op, name, *t, DType::kBF16);
     require_rows(op, name, *t);
   }
-  PD_REQUIRE(x.dim() == 4, op, ": x ", x.desc(), " must be [B, H, W, Cin]");
-  PD_REQUIRE(w.dim() == 4 && w.is_contiguous(), op, ": w ", w.desc(), " must be a contiguous [Cout, kh, kw, Cin]");
-  const int64_t B = x.size(0), H = x.size(1), W = x.size(2), Cin = x.size(3);
-  const int64_t Cout = w.size(0), kh = w.size(1), kw = w.size(2);
-  PD_REQUIRE(w.size(3) == Cin, op, ": w ", w.desc(), " has Cin = ", w.size(3), " but x ", x.desc(), " has Cin = ",
-             Cin);
-  PD_REQUIRE(kh >= 1 && kw >= 1, op, ": w ", w.desc(), " has an empty kernel");
-  PD_REQUIRE(pad >= 0, op, ": pad must be >= 0, got ", pad);
-  PD_REQUIRE(H + 2 * pad >= kh && W + 2 * pad >= kw, op, ": the ", kh, "×", kw, " kernel of w ", w.desc(),
-             " is larger than x ", x.desc(), " padded by ", pad);
-  const int64_t Ho = H + 2 * pad - kh + 1, Wo = W + 2 * pad - kw + 1;
-  require_shape(op, "y", y, {B, Ho, Wo, Cout});
+  PD_REQUIRE(w.is_contiguous(), op, ": w ", w.desc(), " must be a contiguous [Cout, kh, kw, Cin]");
+  check_conv2d_shapes(y, x, w, pad);
+  const int64_t Cin = x.size(3), Cout = w.size(0);
   if (bias.defined()) {
     require_here(op, "bias", bias);
     require_dtype(op, "bias", bias, DType::kBF16);
