@@ -9,9 +9,10 @@
 # guidance-distilled; xFuserFluxPipeline declares cfg_parallel_available=False), so on that row xDiT does the same
 # true-CFG work its own way: both passes one after the other, each over all NGPU ranks (ulysses NGPU). That row's
 # 1-GPU reference is paradit's 1-GPU true-CFG run.
-# Env: XDIT_MODES (default "eager compile"; compiling takes 1.5-2 min per mesh), XDIT_COMPILE_MODE (default
-# reduce-overhead, as xfuser's runner compiles FLUX.1-dev), FORWARD_ITERS (default 5) single transformer forwards
-# timed by xDiT too, PARADIT=0 skips paradit's runs. BUDGET_S (default 540): a run that would start past it is
+# Env: MESHES (names of the meshes to run, default all); ONE_GPU=0 skips the 1-GPU references, ONE_GPU_ITERS
+# sets their timed runs (default ITERS); XDIT_MODES (default "eager compile"; compiling takes 1.5-2 min per
+# mesh), XDIT_COMPILE_MODE (default reduce-overhead, as xfuser's runner compiles FLUX.1-dev), FORWARD_ITERS
+# (default 5) single transformer forwards timed by xDiT too, PARADIT=0 skips paradit's runs. BUDGET_S (default 540): a run that would start past it is
 # skipped and the table printed with what finished; RUN_TIMEOUT_S (default 300) caps any one run. Eager xDiT runs
 # all go before compiled ones, so a tight budget loses compile rows first. The JSON rows, each with its run's
 # name, go to $OUT/multigpu_side_by_side.jsonl (or /tmp).
@@ -39,6 +40,11 @@ print(*(f"{p} {v(p)}" for p in ("torch", "diffusers", "transformers", "xfuser", 
 meshes=("ulysses$NGPU $NGPU 1 0" "ring$NGPU 1 $NGPU 0")
 (( NGPU >= 4 )) && meshes+=("u2r$((NGPU / 2)) 2 $((NGPU / 2)) 0")
 meshes+=("cfg2u$((NGPU / 2)) $((NGPU / 2)) 1 1")
+if [[ -n ${MESHES:-} ]]; then  # only the meshes named (space-separated), e.g. MESHES="ulysses4 ring4"
+  kept=()
+  for m in "${meshes[@]}"; do [[ " $MESHES " == *" ${m%% *} "* ]] && kept+=("$m"); done
+  meshes=("${kept[@]}")
+fi
 
 # run NAME CMD...: one bench with what is left of the budget, its JSON lines into $RES/NAME.jsonl.
 run() {
@@ -54,14 +60,16 @@ run() {
 
 if [[ ${PARADIT:-1} != 0 ]]; then
   for size in $SIZES; do
-    common=("$BUILD/paradit" bench pipeline --device cuda --size "$size" --steps "$STEPS" --iters "$ITERS"
-            --warmup 1 --json)
-    run "paradit_1gpu_$size" "${common[@]}"
-    run "paradit_1gpucfg_$size" "${common[@]}" --true-cfg
+    common=("$BUILD/paradit" bench pipeline --device cuda --size "$size" --steps "$STEPS" --warmup 1 --json)
+    if [[ ${ONE_GPU:-1} != 0 ]]; then
+      run "paradit_1gpu_$size" "${common[@]}" --iters "${ONE_GPU_ITERS:-$ITERS}"
+      [[ " ${meshes[*]} " == *" 1 1"* ]] && run "paradit_1gpucfg_$size" "${common[@]}" --iters "${ONE_GPU_ITERS:-$ITERS}" --true-cfg
+    fi
     for m in "${meshes[@]}"; do
       read -r name u r cfg <<<"$m"
-      if (( cfg )); then run "paradit_${name}_$size" "${common[@]}" --ulysses "$u" --ring "$r" --cfg-parallel
-      else run "paradit_${name}_$size" "${common[@]}" --ulysses "$u" --ring "$r"; fi
+      if (( cfg )); then
+        run "paradit_${name}_$size" "${common[@]}" --iters "$ITERS" --ulysses "$u" --ring "$r" --cfg-parallel
+      else run "paradit_${name}_$size" "${common[@]}" --iters "$ITERS" --ulysses "$u" --ring "$r"; fi
     done
   done
 fi

@@ -119,7 +119,10 @@ void Pipeline::denoise_rows(const Tensor& x, int64_t width, int64_t height, int 
     return groups.sp ? transformer_->forward(inputs, *groups.sp) : transformer_->forward(inputs);
   };
 
+  StreamOrderScope order(backend_, groups.image, warm_loop_shapes_,
+                         {width, height, positive.prompt_embeds.size(1), cfg ? 1 : 0});
   for (int i = 0; i < steps; ++i) {
+    order.before_step(i);
     const auto start = std::chrono::steady_clock::now();
     if (x_in.data() != x.data()) backend_.copy(x_in, x);
     // FluxPipeline passes t/1000 with t = σ·1000 already rounded to f32: not always σ to the last bit.
@@ -146,13 +149,16 @@ void Pipeline::denoise_rows(const Tensor& x, int64_t width, int64_t height, int 
     }
     backend_.axpby(x, x, 1.0f, v, scheduler.dt(i));
     if (progress) {
-      backend_.synchronize();  // so that the step time is the step's, not its launch's
+      // So that the step time is the step's, not its launch's; with transfers in flight, a timed wait.
+      if (groups.image) groups.image->wait_all();
+      backend_.synchronize();
       progress({0, 1, i + 1, steps, seconds_since(start)});
     }
   }
   // Nothing stays in flight past the loop.
   for (PatchParallelKv* kv : {kv_pos.get(), kv_neg.get()})
     if (kv) kv->finish();
+  order.finish();
 }
 
 }  // namespace paradit::flux_pipeline

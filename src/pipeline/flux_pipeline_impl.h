@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "paradit/text/clip_tokenizer.h"
 #include "paradit/text/t5_tokenizer.h"
 #include "pipeline/flux_sources.h"
+#include "pipeline/stream_order_scope.h"
 
 namespace paradit::flux_pipeline {
 
@@ -33,6 +35,8 @@ struct DenoiseGroups {
   // (null alone).
   Communicator* pp = nullptr;
   Communicator* stage_sp = nullptr;
+  // Every rank that makes this image (tp × SP × CFG): where the loop's transfers switch to stream order.
+  Communicator* image = nullptr;
 };
 
 class Pipeline final : public FluxPipeline {
@@ -106,6 +110,8 @@ class Pipeline final : public FluxPipeline {
   // Set in a random pipeline (no tokenizers; sources_ then only name the pieces for messages).
   std::optional<FluxNetworkConfigs> random_configs_;
   uint64_t random_seed_ = 0;
+  // The shapes denoise_rows has run to the end (StreamOrderScope).
+  std::set<LoopShape> warm_loop_shapes_;
 };
 
 // Throws unless the transformer takes and gives FLUX.1 text-to-image latents (64 channels: 16 packed 2x2).

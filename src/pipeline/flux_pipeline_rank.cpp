@@ -90,6 +90,7 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
   if (sp.parts() > 1 || tensor_parallel) groups.sp = &sp;
   if (pipefusion) groups.pp = g.pp.get();
   if (cfg_parallel) groups.cfg = g.cfg.get();
+  if (!pipefusion) groups.image = g.vae.get();
   const bool decodes = sp.part() == 0 && ctx.coord(MeshDim::kCfg) == 0 && ctx.coord(MeshDim::kTp) == 0 &&
                        ctx.coord(MeshDim::kPp) == 0;
   const int64_t channels = kFluxLatentChannels * kFluxPatch * kFluxPatch;

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "gpu_pair.h"
+#include "gpu_ranks.h"
 #include "paradit/backend/cuda_backend.h"
-#include "paradit/comm/nccl.h"
 #include "paradit/models/vae.h"
 #include "test_util.h"
 
@@ -25,7 +25,7 @@ namespace {
 constexpr double kTol = 2e-2;  // relative L2, bf16 GPU vs fp32 reference
 constexpr float kEps = 1e-6f;
 
-using namespace test;  // Pair, Env, view, PD_GPU_ENV
+using namespace test;  // Pair, Env, view, PD_GPU_ENV, GpuRanks, on_gpus
 
 TEST(GroupNormSplitGpu, SumsMatchCpu) {
   PD_GPU_ENV(env);
@@ -121,50 +121,6 @@ VaeConfig tiny_config() {
   c.layers_per_block = 1;
   c.norm_num_groups = 8;
   return c;
-}
-
-struct GpuRanks {
-  std::vector<std::unique_ptr<Backend>> backends;
-  std::vector<std::unique_ptr<Communicator>> comms;
-};
-
-// P CUDA backends (GPUs 0..P−1) and their NCCL world, or empty after a skip-worthy reason in *why.
-GpuRanks gpu_ranks(int P, std::string* why) {
-  GpuRanks r;
-  if (cuda_device_count(why) < P) {
-    *why = detail::concat("needs ", P, " GPUs");
-    return r;
-  }
-  std::vector<Backend*> raw;
-  for (int i = 0; i < P; ++i) {
-    r.backends.push_back(create_cuda_backend(i));
-    raw.push_back(r.backends.back().get());
-  }
-  try {
-    r.comms = create_nccl_communicators(raw);
-  } catch (const Error& e) {
-    if (e.status().code() != StatusCode::kUnavailable) throw;
-    *why = e.what();  // a build without NCCL
-  }
-  return r;
-}
-
-// Runs fn(rank, backend, communicator) on a thread per GPU; the first error is rethrown after all have ended.
-void on_gpus(GpuRanks& g, const std::function<void(int, Backend&, Communicator&)>& fn) {
-  std::vector<std::exception_ptr> errors(g.backends.size());
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < g.backends.size(); ++i)
-    threads.emplace_back([&, i] {
-      try {
-        fn(int(i), *g.backends[i], *g.comms[i]);
-      } catch (const std::exception& e) {
-        errors[i] = std::current_exception();
-        g.comms[i]->abort(e.what());
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
 }
 
 TEST(VaeParallelGpu, DecodeOnEveryGpuCountMatchesCpu) {

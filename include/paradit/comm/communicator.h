@@ -91,6 +91,25 @@ class Communicator {
   // Error(kCancelled, "rank <world rank> failed: <reason>"). Never blocks, never throws.
   virtual void abort(const std::string& reason) noexcept = 0;
 
+  // ---- Stream order (device transports) ----
+
+  // Device transports (NCCL) run each call behind the work the backend has queued. Synchronous (the default),
+  // a call returns once its transfer is complete, so the host never runs ahead of a peer. Stream-ordered, a
+  // call returns once its transfer is queued: the backend's later work waits for it on the device, not on the
+  // host, and the host keeps a few calls in flight (each still timed, failing the family as a call would).
+  // This removes a host round trip per call but is only safe once every kernel, library plan and buffer the
+  // calls' neighbourhood uses exists: a first launch (lazy module loading) or a device-synchronising CUDA call
+  // while a transfer waits on a peer can deadlock the process's GPUs. So switch it on after a synchronous
+  // pass over the same shapes (and a barrier), for a loop that repeats them.
+  //
+  // Applies to this rank's communicators of the family (the world and every group split from it). Switching
+  // off first waits for everything in flight (wait_all). Host transports complete every call on return: both
+  // are no-ops there.
+  virtual void set_stream_ordered(bool on) { (void)on; }
+  // Waits on the host, with the timeout, until this rank's device work queued so far — compute and
+  // transfers — is complete; throws as a call would if a transfer failed. Nothing to do for host transports.
+  virtual void wait_all() {}
+
   // ---- Conveniences: one tensor cut along a dimension ----
 
   // Piece p of send along dim (send_counts[p] long) goes to rank p; the piece from rank p lands in piece p

@@ -18,11 +18,14 @@ namespace paradit {
 // GPUs). Call once from one thread, then hand communicator i to the worker thread of GPU i. The backends must
 // outlive the communicators, and a communicator must outlive the requests it started.
 //
-// Each call waits for the backend's queued work (its inputs), runs on the communicator's own stream and returns
-// when the transfer is complete (start() returns at once; wait() completes it), polled by a watchdog that
-// turns NCCL errors, a failure on another rank of this process, and the timeout into exceptions after
-// aborting the NCCL communicator, so no GPU kernel is left spinning. NCCL cannot check that the pieces two
-// ranks exchange agree in size: a mismatch is an error NCCL may report, or a timeout.
+// Each call runs on the communicator's own stream behind the backend's queued work (its inputs). Synchronous
+// (the default), it returns when the transfer is complete (start() returns at once; wait() completes it);
+// stream-ordered (Communicator::set_stream_ordered), it returns once the transfer is queued and the backend's
+// stream waits for it on the device, and the host keeps at most a few transfers in flight, waiting for the
+// oldest before it queues another. Every wait polls: NCCL errors, a failure on another rank of this process
+// and the timeout become exceptions after the rank's NCCL communicators are aborted, so no GPU kernel is left
+// spinning and no thread blocks for good. NCCL cannot check that the pieces two ranks exchange agree in size:
+// a mismatch is an error NCCL may report, or a timeout.
 std::vector<std::unique_ptr<Communicator>> create_nccl_communicators(const std::vector<Backend*>& backends);
 
 // This process's rank of an NCCL world over every rank of `host` (one process per rank, one GPU each: be's;

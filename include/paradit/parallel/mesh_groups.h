@@ -10,7 +10,8 @@ namespace paradit {
 
 struct MeshGroups {
   std::unique_ptr<Communicator> tp, ulysses, ring, sp, pp, cfg, dp;  // sp = {ulysses, ring}
-  // {ulysses, ring, cfg}: the ranks that hold the same final latents and decode them together (parallel VAE);
+  // {tp, ulysses, ring, cfg}: the ranks that make one image, hold the same final latents and decode them
+  // together (parallel VAE);
   // its rank 0 is sp rank 0 of cfg rank 0.
   std::unique_ptr<Communicator> vae;
 

@@ -1,5 +1,5 @@
 // The MPI transport's collectives, split, abort and world creation. Every collective is point-to-point messages
-// between the members (nonblocking, polled by wait_all against the timeout); sums run in rank order on every
+// between the members (nonblocking, polled by wait_messages against the timeout); sums run in rank order on every
 // rank, so all get the same bits, in f32 as the in-process transport does.
 #if defined(PARADIT_WITH_MPI)
 
@@ -99,7 +99,7 @@ std::vector<Tensor> MpiCommunicator::exchange(const char* op, int tag, const std
     abandon(msgs);
     throw;
   }
-  wait_all(g, msgs, deadline, timeout(), what);
+  wait_messages(g, msgs, deadline, timeout(), what);
   for (const Message& m : msgs)
     if (!m.send) got[size_t(m.peer)] = buffer_view(m);
   return got;

@@ -20,7 +20,7 @@ class MpiRequest final : public CommRequest {
   ~MpiRequest() override { abandon(msgs_); }  // never waited (the caller unwound): nothing may block here
 
   void wait() override {
-    wait_all(*group_, msgs_, deadline_, timeout_,
+    wait_messages(*group_, msgs_, deadline_, timeout_,
              concat("send/recv on group ", group_->describe(), " (", group_->ranks_str({group_->rank}), ")"));
     for (const Message& m : msgs_)
       if (!m.send) host_copy(m.tensor, buffer_view(m));

@@ -213,7 +213,7 @@ std::string timeout_message(const MpiGroup& g, const std::vector<Message>& msgs,
 
 }  // namespace
 
-void wait_all(MpiGroup& g, std::vector<Message>& msgs, std::chrono::steady_clock::time_point deadline,
+void wait_messages(MpiGroup& g, std::vector<Message>& msgs, std::chrono::steady_clock::time_point deadline,
               std::chrono::milliseconds timeout, const std::string& what) {
   try {
     int idle = 0;

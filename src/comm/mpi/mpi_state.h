@@ -93,7 +93,7 @@ void post(MpiGroup& g, Message& m, int tag, const std::string& what);
 // fails the family with Error(kInvalidArgument); at the deadline the family fails with Error(kTimeout,
 // "<what> timed out after …: <who>") naming the peers whose messages are still pending. Unfinished messages are
 // abandoned (see abandon) before it throws.
-void wait_all(MpiGroup& g, std::vector<Message>& msgs, std::chrono::steady_clock::time_point deadline,
+void wait_messages(MpiGroup& g, std::vector<Message>& msgs, std::chrono::steady_clock::time_point deadline,
               std::chrono::milliseconds timeout, const std::string& what);
 
 // Gives up on the messages that are not done: receives are cancelled, every request is freed, and their buffers

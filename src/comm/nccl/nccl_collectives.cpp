@@ -131,6 +131,7 @@ void NcclCommunicator::barrier() {
   collective("barrier", [&](FirstError& e) {
     e(ncclAllReduce(scratch_.data(), scratch_.data(), 1, ncclFloat32, ncclSum, comm_, stream_));
   });
+  if (in_flight_->stream_ordered) wait_all();  // a barrier holds the host too
 }
 
 }  // namespace paradit::detail

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "comm/comm_text.h"
+#include "paradit/backend/cuda_backend.h"
 #include "paradit/core/log.h"
 
 namespace paradit::detail {
@@ -14,6 +15,11 @@ namespace paradit::detail {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Stream-ordered transfers a rank keeps in flight before it waits for the oldest: enough for the host to stay a
+// few calls ahead of the GPU, few enough that a rank waiting on a dead peer notices within one timeout and never
+// fills CUDA's launch queue (where a launch would block the host).
+constexpr size_t kMaxInFlight = 4;
 
 // A communicator made by ncclCommSplit, aborted unless handed over.
 struct ChildComm {
@@ -35,6 +41,23 @@ void NcclDomain::fail(Status s) {
   std::lock_guard lk(mu);
   if (failure.ok()) failure = std::move(s);
   failed = true;
+}
+
+NcclInFlight::~NcclInFlight() {
+  for (const Transfer& t : transfers) cudaEventDestroy(t.done);
+  for (cudaEvent_t e : spare) cudaEventDestroy(e);
+}
+
+cudaEvent_t NcclInFlight::take_event() {
+  if (!spare.empty()) {
+    cudaEvent_t e = spare.back();
+    spare.pop_back();
+    return e;
+  }
+  cudaEvent_t e = nullptr;
+  const cudaError_t err = cudaEventCreateWithFlags(&e, cudaEventDisableTiming);
+  PD_REQUIRE(err == cudaSuccess, "cudaEventCreateWithFlags: ", cudaGetErrorString(err));
+  return e;
 }
 
 Status NcclDomain::status() {
@@ -76,14 +99,18 @@ void Staged::unpack(Backend& be) const {
 
 // ---- Requests ----
 
+// The batch's transfers run on the communicator's stream. Synchronous, wait() polls their completion event;
+// stream-ordered (as the communicator was when the batch started), it puts the backend's stream behind them and
+// hands the event to the rank's in-flight transfers — the buffers may then go, since whatever the backend does
+// with their memory afterwards runs after the transfers.
 class NcclRequest final : public CommRequest {
  public:
-  NcclRequest(NcclCommunicator& comm, Backend& be, Clock::time_point deadline, cudaEvent_t done,
+  NcclRequest(NcclCommunicator& comm, Backend& be, Clock::time_point deadline, bool stream_ordered,
               std::vector<Staged> sends, std::vector<Staged> recvs, std::string timeout_message)
       : comm_(comm),
         be_(be),
         deadline_(deadline),
-        done_(done),
+        stream_ordered_(stream_ordered),
         sends_(std::move(sends)),
         recvs_(std::move(recvs)),
         timeout_message_(std::move(timeout_message)) {}
@@ -94,21 +121,17 @@ class NcclRequest final : public CommRequest {
       const Status s = capture([&] { wait(); });
       if (!s.ok()) PD_LOG(kWarn, "a send/recv batch dropped without wait() ended with ", s.to_string());
     }
-    cudaEventDestroy(done_);
   }
 
   void wait() override {
     if (complete_) return;
-    comm_.watch(
-        deadline_,
-        [&] {
-          const cudaError_t e = cudaEventQuery(done_);
-          if (e == cudaErrorNotReady) return false;
-          comm_.check_cuda(e, "cudaEventQuery");
-          return true;
-        },
-        [&] { return timeout_message_; });
     complete_ = true;
+    auto message = [m = timeout_message_] { return m; };
+    if (stream_ordered_) {
+      comm_.join_compute(deadline_, std::move(message));
+    } else {
+      comm_.wait_queue(comm_.stream_, deadline_, message);
+    }
     for (const Staged& r : recvs_) r.unpack(be_);
   }
 
@@ -116,8 +139,8 @@ class NcclRequest final : public CommRequest {
   NcclCommunicator& comm_;
   Backend& be_;
   Clock::time_point deadline_;
-  cudaEvent_t done_;
-  std::vector<Staged> sends_, recvs_;  // kept alive until the transfers are complete
+  bool stream_ordered_;
+  std::vector<Staged> sends_, recvs_;  // kept alive until the transfers are complete (or the stream is behind them)
   std::string timeout_message_;
   bool complete_ = false;
 };
@@ -125,33 +148,46 @@ class NcclRequest final : public CommRequest {
 // ---- Communicator ----
 
 NcclCommunicator::NcclCommunicator(Backend& be, ncclComm_t comm, std::shared_ptr<NcclDomain> domain,
-                                   std::string group_id, std::string name, std::vector<int> members, int rank)
+                                   std::string group_id, std::string name, std::vector<int> members, int rank,
+                                   std::shared_ptr<NcclInFlight> in_flight)
     : be_(be),
       comm_(comm),
       domain_(std::move(domain)),
+      in_flight_(in_flight ? std::move(in_flight) : std::make_shared<NcclInFlight>()),
       group_id_(std::move(group_id)),
       name_(std::move(name)),
       members_(std::move(members)),
       rank_(rank) {
   const Status s = capture([&] {
+    CudaBackend* cuda = as_cuda_backend(be_);
+    PD_REQUIRE(cuda != nullptr, "NCCL communicator on ", be_.name(), ": a CUDA backend is needed");
+    compute_ = static_cast<cudaStream_t>(cuda->stream());
     check_cuda(cudaSetDevice(be_.device().index), "cudaSetDevice");
     check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    check_cuda(cudaEventCreateWithFlags(&inputs_ready_, cudaEventDisableTiming), "cudaEventCreateWithFlags");
     scratch_ = be_.empty({1}, DType::kF32);
   });
   if (!s.ok()) {  // the destructor will not run
     abort_nccl();
+    if (inputs_ready_) cudaEventDestroy(inputs_ready_);
     if (stream_) cudaStreamDestroy(stream_);
     throw Error(s);
   }
+  in_flight_->comms.push_back(this);
 }
 
 NcclCommunicator::~NcclCommunicator() {
+  std::erase(in_flight_->comms, this);
   cudaSetDevice(be_.device().index);
-  // ncclCommFinalize/ncclCommDestroy wait for the peers, and would hang here if one is gone. Every operation
-  // of this communicator is complete by now (calls return complete, requests finish before they go), so
-  // aborting only frees its resources.
+  // Transfers of this rank still queued (a failed request's) would use the stream freed below: aborting first
+  // ends any that wait on a peer, then the stream drains. ncclCommFinalize/ncclCommDestroy would wait for the
+  // peers, and hang here if one is gone; aborting only frees the resources.
   abort_nccl();
-  if (stream_) cudaStreamDestroy(stream_);
+  if (stream_) {
+    cudaStreamSynchronize(stream_);
+    cudaStreamDestroy(stream_);
+  }
+  if (inputs_ready_) cudaEventDestroy(inputs_ready_);
 }
 
 void NcclCommunicator::abort_nccl() noexcept {
@@ -159,9 +195,21 @@ void NcclCommunicator::abort_nccl() noexcept {
   comm_ = nullptr;
 }
 
+void NcclCommunicator::abort_rank() noexcept {
+  // Every communicator of this rank: a stream-ordered transfer of any of them may be what the stream waits on.
+  for (NcclCommunicator* c : in_flight_->comms) c->abort_nccl();
+  abort_nccl();
+}
+
 void NcclCommunicator::fail(Status s) {
   domain_->fail(std::move(s));
-  abort_nccl();
+  abort_rank();
+  throw Error(domain_->status());
+}
+
+void NcclCommunicator::throw_if_failed() {
+  if (!domain_->failed) return;
+  abort_rank();
   throw Error(domain_->status());
 }
 
@@ -186,10 +234,7 @@ void NcclCommunicator::require_device(const Tensor& t, const char* op) const {
 void NcclCommunicator::watch(Clock::time_point deadline, const std::function<bool()>& done,
                              const std::function<std::string()>& timeout_message) {
   for (int polls = 0;; ++polls) {
-    if (domain_->failed) {
-      abort_nccl();
-      throw Error(domain_->status());
-    }
+    throw_if_failed();
     if (done()) return;
     ncclResult_t async = ncclSuccess;
     check(ncclCommGetAsyncError(comm_, &async), "ncclCommGetAsyncError");
@@ -204,16 +249,31 @@ void NcclCommunicator::watch(Clock::time_point deadline, const std::function<boo
   }
 }
 
+void NcclCommunicator::watch_event(cudaEvent_t e, Clock::time_point deadline,
+                                   const std::function<std::string()>& timeout_message) {
+  watch(
+      deadline,
+      [&] {
+        const cudaError_t r = cudaEventQuery(e);
+        if (r == cudaErrorNotReady) return false;
+        check_cuda(r, "cudaEventQuery");
+        return true;
+      },
+      timeout_message);
+}
+
 void NcclCommunicator::issue_group(Clock::time_point deadline, const std::function<void(FirstError&)>& issue,
                                    const std::function<std::string()>& timeout_message) {
-  if (domain_->failed) {
-    abort_nccl();
-    throw Error(domain_->status());
-  }
+  throw_if_failed();
   check_cuda(cudaSetDevice(be_.device().index), "cudaSetDevice");
-  // NCCL runs on stream_, the backend on its own: wait for the backend's queued work, which wrote the inputs
-  // and may still read buffers this call overwrites (Ring's double buffers).
-  be_.synchronize();
+  if (in_flight_->stream_ordered) {
+    // Bounded run-ahead: the oldest transfers must be done before another is queued.
+    retire(kMaxInFlight - 1);
+    check_cuda(cudaEventRecord(inputs_ready_, compute_), "cudaEventRecord");
+    check_cuda(cudaStreamWaitEvent(stream_, inputs_ready_, 0), "cudaStreamWaitEvent");
+  } else {
+    be_.synchronize();
+  }
   check(ncclGroupStart(), "ncclGroupStart");
   FirstError first;
   issue(first);
@@ -229,29 +289,87 @@ void NcclCommunicator::issue_group(Clock::time_point deadline, const std::functi
       timeout_message);
 }
 
-std::string NcclCommunicator::collective_timeout(const std::string& op, uint64_t seq) {
-  const std::vector<int> late = domain_->behind(group_id_, seq);
-  const std::string who = late.empty() ? std::string("every rank arrived but NCCL did not complete (a stalled link?)")
-                                       : ranks_str(members_, late) + " did not arrive";
-  return detail::concat(op, " (call #", seq - 1, ") on group ", describe(), " timed out after ", seconds_str(timeout()),
-                        ": ", who, "; ", ranks_str(members_, {rank_}), " gave up waiting");
+std::function<std::string()> NcclCommunicator::collective_timeout(const std::string& op, uint64_t seq) const {
+  return [domain = domain_, group = group_id_, members = members_, rank = rank_, t = timeout(), name = describe(), op,
+          seq] {
+    const std::vector<int> late = domain->behind(group, seq);
+    const std::string who = late.empty()
+                                ? std::string("every rank arrived but NCCL did not complete (a stalled link?)")
+                                : ranks_str(members, late) + " did not arrive";
+    return detail::concat(op, " (call #", seq - 1, ") on group ", name, " timed out after ", seconds_str(t), ": ",
+                          who, "; ", ranks_str(members, {rank}), " gave up waiting");
+  };
+}
+
+void NcclCommunicator::join_compute(Clock::time_point deadline, std::function<std::string()> timeout_message) {
+  throw_if_failed();
+  check_cuda(cudaSetDevice(be_.device().index), "cudaSetDevice");
+  cudaEvent_t done = in_flight_->take_event();
+  cudaError_t e = cudaEventRecord(done, stream_);
+  if (e == cudaSuccess) e = cudaStreamWaitEvent(compute_, done, 0);
+  if (e != cudaSuccess) {
+    in_flight_->spare.push_back(done);
+    check_cuda(e, "cudaEventRecord/cudaStreamWaitEvent");
+  }
+  in_flight_->transfers.push_back({done, deadline, std::move(timeout_message)});
+}
+
+void NcclCommunicator::retire(size_t keep) {
+  auto& transfers = in_flight_->transfers;
+  while (transfers.size() > keep) {
+    NcclInFlight::Transfer& t = transfers.front();
+    watch_event(t.done, t.deadline, t.timeout_message);
+    in_flight_->spare.push_back(t.done);
+    transfers.pop_front();
+  }
+}
+
+void NcclCommunicator::set_stream_ordered(bool on) {
+  if (on || !in_flight_->stream_ordered) {
+    in_flight_->stream_ordered = on;
+    return;
+  }
+  // Synchronous again even if waiting fails: the failure then stands for every later call anyway.
+  struct Off {
+    NcclInFlight& f;
+    ~Off() { f.stream_ordered = false; }
+  } off{*in_flight_};
+  wait_all();
+}
+
+void NcclCommunicator::wait_all() {
+  throw_if_failed();
+  check_cuda(cudaSetDevice(be_.device().index), "cudaSetDevice");
+  // The transfers first, each with its own deadline and a timeout message that names the late ranks; then the
+  // backend's work queued behind them.
+  retire(0);
+  const std::string message =
+      detail::concat("waiting for the queued work of ", ranks_str(members_, {rank_}), " (group ", describe(),
+                     ") timed out after ", seconds_str(timeout()), ": a transfer in flight never completed");
+  wait_queue(compute_, Clock::now() + timeout(), [&] { return message; });
 }
 
 void NcclCommunicator::collective(const std::string& op, const std::function<void(FirstError&)>& issue) {
   const uint64_t seq = ++seq_;
   domain_->enter(group_id_, size(), rank_, seq);
   const auto deadline = Clock::now() + timeout();
-  auto message = [&] { return collective_timeout(op, seq); };
+  std::function<std::string()> message = collective_timeout(op, seq);
   issue_group(deadline, issue, message);
-  watch(
-      deadline,
-      [&] {
-        const cudaError_t e = cudaStreamQuery(stream_);
-        if (e == cudaErrorNotReady) return false;
-        check_cuda(e, "cudaStreamQuery");
-        return true;
-      },
-      message);
+  if (in_flight_->stream_ordered) {
+    join_compute(deadline, std::move(message));
+    return;
+  }
+  wait_queue(stream_, deadline, message);
+}
+
+void NcclCommunicator::wait_queue(cudaStream_t stream, Clock::time_point deadline,
+                                  const std::function<std::string()>& timeout_message) {
+  check_cuda(cudaSetDevice(be_.device().index), "cudaSetDevice");
+  cudaEvent_t done = in_flight_->take_event();
+  const cudaError_t e = cudaEventRecord(done, stream);
+  in_flight_->spare.push_back(done);  // reusable at once: a wait sees the record made before it
+  check_cuda(e, "cudaEventRecord");
+  watch_event(done, deadline, timeout_message);
 }
 
 std::unique_ptr<CommRequest> NcclCommunicator::start(std::vector<P2POp> ops) {
@@ -283,12 +401,8 @@ std::unique_ptr<CommRequest> NcclCommunicator::start(std::vector<P2POp> ops) {
         }
       },
       [&] { return message; });
-  cudaEvent_t done = nullptr;
-  check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "cudaEventCreateWithFlags");
-  const cudaError_t recorded = cudaEventRecord(done, stream_);
-  if (recorded != cudaSuccess) cudaEventDestroy(done);
-  check_cuda(recorded, "cudaEventRecord");
-  return std::make_unique<NcclRequest>(*this, be_, deadline, done, std::move(sends), std::move(recvs), message);
+  return std::make_unique<NcclRequest>(*this, be_, deadline, in_flight_->stream_ordered, std::move(sends),
+                                       std::move(recvs), message);
 }
 
 std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key, const std::string& name) {
@@ -331,12 +445,12 @@ std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key, const 
         }
         return parent != ncclInProgress && state != ncclInProgress;
       },
-      [&] { return collective_timeout("split", seq); });
+      collective_timeout("split", seq));
   if (color < 0) return nullptr;
   PD_CHECK(child.comm != nullptr && new_rank >= 0, "ncclCommSplit gave no communicator for color ", color);
   auto comm = std::make_unique<NcclCommunicator>(be_, std::exchange(child.comm, nullptr), domain_,
                                                  group_id_ + "/" + name + ":" + std::to_string(color), name,
-                                                 std::move(members), new_rank);
+                                                 std::move(members), new_rank, in_flight_);
   comm->set_timeout(timeout());
   return comm;
 }

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -39,6 +40,28 @@ struct NcclDomain {
   std::vector<int> behind(const std::string& group, uint64_t seq);
 };
 
+class NcclCommunicator;
+
+// One rank's stream-ordered transfers that the host has not yet seen complete, shared by the rank's world
+// communicator and every group split from it (all of them run behind the one backend stream). Each has an event
+// recorded after it, a deadline and what its timeout says; the host retires the oldest ones before it queues
+// more, which bounds how far it runs ahead and times every transfer without a watchdog thread.
+struct NcclInFlight {
+  struct Transfer {
+    cudaEvent_t done = nullptr;
+    std::chrono::steady_clock::time_point deadline;
+    std::function<std::string()> timeout_message;
+  };
+  bool stream_ordered = false;
+  std::deque<Transfer> transfers;  // oldest first
+  std::vector<cudaEvent_t> spare;  // completed events, reused
+  std::vector<NcclCommunicator*> comms;  // the rank's communicators: a failure aborts them all
+
+  ~NcclInFlight();
+  // An event from the spare list or a new one (timing disabled).
+  cudaEvent_t take_event();
+};
+
 // A contiguous stand-in for a tensor NCCL cannot address directly (a strided view): packed before a send,
 // unpacked after a receive, through the backend's copy. The tensor itself when it is contiguous.
 struct Staged {
@@ -63,9 +86,11 @@ class NcclRequest;
 
 class NcclCommunicator final : public Communicator {
  public:
-  // Takes ownership of comm (initialised, nonblocking).
+  // Takes ownership of comm (initialised, nonblocking). in_flight: the rank's stream-ordered transfers (a new
+  // world passes null for a fresh one).
   NcclCommunicator(Backend& be, ncclComm_t comm, std::shared_ptr<NcclDomain> domain, std::string group_id,
-                   std::string name, std::vector<int> members, int rank);
+                   std::string name, std::vector<int> members, int rank,
+                   std::shared_ptr<NcclInFlight> in_flight = nullptr);
   ~NcclCommunicator() override;
 
   int rank() const override { return rank_; }
@@ -82,6 +107,8 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<CommRequest> start(std::vector<P2POp> ops) override;
   std::unique_ptr<Communicator> split(int color, int key, const std::string& name) override;
   void abort(const std::string& reason) noexcept override;
+  void set_stream_ordered(bool on) override;
+  void wait_all() override;
 
  private:
   friend class NcclRequest;
@@ -91,25 +118,47 @@ class NcclCommunicator final : public Communicator {
   // done() returns false while work is pending; timeout_message() explains a timeout.
   void watch(std::chrono::steady_clock::time_point deadline, const std::function<bool()>& done,
              const std::function<std::string()>& timeout_message);
-  // One collective: enters it in the domain, checks the family's health, waits for the backend's queued work
-  // (the inputs, and earlier reads of buffers this call overwrites), issues the NCCL calls in one group and
-  // waits for the group to be accepted, then for the stream to finish.
+  // One collective: enters it in the domain, checks the family's health, issues the NCCL calls in one group
+  // behind the backend's queued work (issue_group), then either waits for the transfer (synchronous) or puts
+  // the backend's stream behind it (stream-ordered, join_compute).
   void collective(const std::string& op, const std::function<void(FirstError&)>& issue);
-  // Issues `issue` in an NCCL group on stream_ and waits until the communicator accepted it.
+  // Issues `issue` in an NCCL group on stream_ after the backend's queued work (it wrote the inputs, and may
+  // still read buffers this call overwrites: Ring's double buffers) — on the host (synchronous) or through an
+  // event (stream-ordered) — and waits until the communicator accepted the group.
   void issue_group(std::chrono::steady_clock::time_point deadline, const std::function<void(FirstError&)>& issue,
+                   const std::function<std::string()>& timeout_message);
+  // Stream-ordered: records an event after what stream_ holds, makes the backend's stream wait for it and
+  // keeps it in flight with its deadline.
+  void join_compute(std::chrono::steady_clock::time_point deadline, std::function<std::string()> timeout_message);
+  // Waits (polling, timed) until at most `keep` of this rank's transfers are in flight.
+  void retire(size_t keep);
+  // Polls (as watch() does) until everything queued on `stream` so far is complete.
+  void wait_queue(cudaStream_t stream, std::chrono::steady_clock::time_point deadline,
+                  const std::function<std::string()>& timeout_message);
+  // Polls an event until it completes, as watch() does.
+  void watch_event(cudaEvent_t e, std::chrono::steady_clock::time_point deadline,
                    const std::function<std::string()>& timeout_message);
   // Throws (after failing the family and aborting) unless r is ncclSuccess or ncclInProgress.
   void check(ncclResult_t r, const char* call);
   void check_cuda(cudaError_t e, const char* call);
   [[noreturn]] void fail(Status s);
+  // Throws the family's failure if there is one, after aborting this rank's communicators.
+  void throw_if_failed();
   void abort_nccl() noexcept;
+  // Aborts every communicator of this rank (freeing whatever NCCL kernel its stream waits on).
+  void abort_rank() noexcept;
   void require_device(const Tensor& t, const char* op) const;
-  std::string collective_timeout(const std::string& op, uint64_t seq);
+  // What a timeout of collective #seq says (the ranks of the group that had not entered it); evaluated when it
+  // fires, possibly after this communicator is gone, so everything is captured by value.
+  std::function<std::string()> collective_timeout(const std::string& op, uint64_t seq) const;
 
   Backend& be_;
   ncclComm_t comm_;
-  cudaStream_t stream_ = nullptr;
+  cudaStream_t stream_ = nullptr;   // where this communicator's NCCL work runs
+  cudaStream_t compute_ = nullptr;  // the backend's stream
+  cudaEvent_t inputs_ready_ = nullptr;  // recorded on compute_ for stream_ to wait on
   std::shared_ptr<NcclDomain> domain_;
+  std::shared_ptr<NcclInFlight> in_flight_;  // this rank's, shared with the groups split from this one
   std::string group_id_, name_;
   std::vector<int> members_;
   int rank_;

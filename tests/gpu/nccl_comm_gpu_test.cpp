@@ -1,0 +1,210 @@
+// The NCCL transport on the machine's GPUs (two to eight): every call gives the values it should, synchronous
+// and stream-ordered alike — stream-ordered with the backend computing on each result right behind the call,
+// many calls deep, so the device must keep the order the host no longer waits for — and a rank that never
+// joins a stream-ordered call fails every rank with a timeout that names it, instead of hanging; fresh
+// communicators then work.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "comm_checks.h"
+#include "gpu_ranks.h"
+#include "test_util.h"
+
+namespace paradit {
+namespace {
+
+using namespace test;  // GpuRanks, on_gpus, code, host, poisoned_host
+
+constexpr int kIterations = 12;  // well past the transfers a rank keeps in flight
+
+// A value that says which iteration, sender, receiver and element it is; exact in f32.
+float value(int k, int from, int to, int64_t i) { return code(from, to, i) + 100000.0f * float(k); }
+
+Tensor filled(const Shape& shape, int k, int from, int to) {
+  Tensor t = host(shape);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data_as<float>()[i] = value(k, from, to, i);
+  return t;
+}
+
+void expect_values(const Tensor& got, int k, int from, int to, float scale, const std::string& what) {
+  const Tensor c = to_contiguous_f32(got);
+  int bad = 0;
+  for (int64_t i = 0; i < c.numel() && bad < 3; ++i)
+    if (c.data_as<float>()[i] != scale * value(k, from, to, i)) {
+      ADD_FAILURE() << what << ", iteration " << k << ", piece " << from << "->" << to << ", element " << i << ": "
+                    << c.data_as<float>()[i] << " != " << scale * value(k, from, to, i);
+      ++bad;
+    }
+}
+
+int64_t a2a_rows(int from, int to) { return (from + to) % 3 + 1; }
+int64_t gather_rows(int rank, int k) { return (rank + k) % 2 + 1; }
+
+// What one rank received in iteration k, kept on the device until the end.
+struct Received {
+  Tensor a2a_doubled;  // 2 × the all-to-all's recv, computed right behind it
+  Tensor sum;          // all-reduce of (rank + 1)(k + 1), then + 1 on the device
+  Tensor gathered;     // uneven all-gather
+  Tensor from_prev;    // ring send/recv: the predecessor's piece
+  Tensor bcast;        // broadcast from rank k % P
+};
+
+Tensor device_poisoned(Backend& be, const Shape& shape) { return be.upload(poisoned_host(shape), DType::kF32); }
+
+Received iteration(int k, int r, Backend& be, Communicator& c) {
+  const int P = c.size();
+  Received out;
+  // All-to-all, uneven pieces.
+  Counts send_counts, recv_counts;
+  std::vector<Tensor> pieces;
+  int64_t send_rows = 0, recv_rows = 0;
+  for (int p = 0; p < P; ++p) {
+    send_counts.push_back(a2a_rows(r, p));
+    recv_counts.push_back(a2a_rows(p, r));
+    send_rows += send_counts.back();
+    recv_rows += recv_counts.back();
+  }
+  Tensor send = host({send_rows, 4});
+  float* at = send.data_as<float>();
+  for (int p = 0; p < P; ++p)
+    for (int64_t i = 0; i < send_counts[size_t(p)] * 4; ++i) *at++ = value(k, r, p, i);
+  const Tensor recv = device_poisoned(be, {recv_rows, 4});
+  c.all_to_all(recv, be.upload(send, DType::kF32), 0, send_counts, recv_counts);
+  out.a2a_doubled = be.empty({recv_rows, 4}, DType::kF32);
+  be.axpby(out.a2a_doubled, recv, 2.0f, recv, 0.0f);
+
+  // All-reduce, then computed on.
+  Tensor mine = host({1, 5});
+  std::fill_n(mine.data_as<float>(), 5, float((r + 1) * (k + 1)));
+  out.sum = be.upload(mine, DType::kF32);
+  c.all_reduce(out.sum);
+  Tensor ones = host({1, 5});
+  std::fill_n(ones.data_as<float>(), 5, 1.0f);
+  be.axpby(out.sum, out.sum, 1.0f, be.upload(ones, DType::kF32), 1.0f);
+
+  // All-gather, uneven.
+  std::vector<int64_t> counts;
+  int64_t total = 0;
+  for (int p = 0; p < P; ++p) total += counts.emplace_back(gather_rows(p, k));
+  out.gathered = device_poisoned(be, {total, 3});
+  c.all_gather(out.gathered, be.upload(filled({gather_rows(r, k), 3}, k, r, 0), DType::kF32), 0, counts);
+
+  // Ring: send to the successor, receive from the predecessor, compute while the transfer runs.
+  const int next = (r + 1) % P, prev = (r + P - 1) % P;
+  const Tensor theirs = device_poisoned(be, {6, 2});
+  Tensor side = be.upload(filled({64, 64}, k, r, r), DType::kF32);
+  auto request = c.start({P2POp::send(be.upload(filled({6, 2}, k, r, next), DType::kF32), next),
+                          P2POp::recv(theirs, prev)});
+  be.axpby(side, side, 0.5f, side, 0.5f);
+  request->wait();
+  out.from_prev = be.empty({6, 2}, DType::kF32);
+  be.copy(out.from_prev, theirs);
+
+  // Broadcast from a different root each iteration.
+  const int root = k % P;
+  out.bcast = r == root ? be.upload(filled({7}, k, root, 0), DType::kF32) : device_poisoned(be, {7});
+  c.broadcast(out.bcast, root);
+  return out;
+}
+
+void check(const std::vector<Received>& got, int r, int P, Backend& be, const std::string& mode) {
+  for (int k = 0; k < int(got.size()); ++k) {
+    const Received& g = got[size_t(k)];
+    const Tensor a2a = be.download_f32(g.a2a_doubled);
+    for (int p = 0, row = 0; p < P; row += int(a2a_rows(p, r)), ++p)
+      expect_values(a2a.slice(0, row, a2a_rows(p, r)), k, p, r, 2.0f, mode + " all_to_all");
+    const Tensor sum = be.download_f32(g.sum);
+    const float want = float((k + 1) * P * (P + 1) / 2 + 1);
+    for (int i = 0; i < 5; ++i)
+      EXPECT_EQ(sum.data_as<float>()[i], want) << mode << " all_reduce, iteration " << k;
+    const Tensor gathered = be.download_f32(g.gathered);
+    for (int p = 0, row = 0; p < P; row += int(gather_rows(p, k)), ++p)
+      expect_values(gathered.slice(0, row, gather_rows(p, k)), k, p, 0, 1.0f, mode + " all_gather");
+    expect_values(be.download_f32(g.from_prev), k, (r + P - 1) % P, r, 1.0f, mode + " send/recv");
+    expect_values(be.download_f32(g.bcast), k, k % P, 0, 1.0f, mode + " broadcast");
+  }
+}
+
+int gpus_or_skip(std::string* why) {
+  const int n = std::min(cuda_device_count(why), 8);
+  return n >= 2 ? n : 0;
+}
+
+TEST(NcclCommGpu, EveryCallGivesItsValuesSynchronousAndStreamOrdered) {
+  std::string why;
+  const int P = gpus_or_skip(&why);
+  if (!P) GTEST_SKIP() << "needs two usable GPUs: " << why;
+  GpuRanks g = gpu_ranks(P, &why);
+  if (g.comms.empty()) GTEST_SKIP() << why;
+  for (const bool ordered : {false, true}) {
+    const std::string mode = ordered ? "stream-ordered" : "synchronous";
+    SCOPED_TRACE(mode + " on " + std::to_string(P) + " GPUs");
+    on_gpus(g, [&](int r, Backend& be, Communicator& c) {
+      // A group split from the world shares the rank's stream order: calls alternate between the two.
+      auto half = c.split(r % 2, r, "half");
+      c.set_stream_ordered(ordered);
+      std::vector<Received> got;
+      for (int k = 0; k < kIterations; ++k) {
+        got.push_back(iteration(k, r, be, c));
+        Tensor t = be.upload(filled({3}, k, r, r), DType::kF32);
+        half->all_reduce(t);
+      }
+      c.barrier();
+      c.set_stream_ordered(false);
+      check(got, r, P, be, mode);
+    });
+  }
+}
+
+TEST(NcclCommGpu, AMissingPeerFailsEveryRankWithATimeoutInsteadOfHanging) {
+  std::string why;
+  const int P = gpus_or_skip(&why);
+  if (!P) GTEST_SKIP() << "needs two usable GPUs: " << why;
+  GpuRanks g = gpu_ranks(P, &why);
+  if (g.comms.empty()) GTEST_SKIP() << why;
+  for (auto& c : g.comms) c->set_timeout(std::chrono::milliseconds(2000));
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<Status> outcome(static_cast<size_t>(P));
+  on_gpus(g, [&](int r, Backend& be, Communicator& c) {
+    outcome[size_t(r)] = capture([&] {
+      c.set_stream_ordered(true);
+      const Tensor t = be.upload(random_host({1024}, 3), DType::kF32);
+      c.all_reduce(t);  // every rank: completes
+      if (r == 0) {
+        c.all_reduce(t);  // no peer joins this one
+        be.axpby(t, t, 2.0f, t, 0.0f);
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
+      c.wait_all();
+      if (r != 0) {
+        // Rank 0 gives up at its deadline; the others learn it at their next call.
+        std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+        c.barrier();
+      }
+    });
+  });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("    %d GPUs: every rank returned after %.1f s\n", P, s);
+  EXPECT_LT(s, 30.0);
+  EXPECT_EQ(outcome[0].code(), StatusCode::kTimeout) << outcome[0].to_string();
+  EXPECT_NE(outcome[0].message().find("did not arrive"), std::string::npos) << outcome[0].to_string();
+  for (int r = 1; r < P; ++r) EXPECT_FALSE(outcome[size_t(r)].ok()) << "rank " << r;
+
+  // The GPUs are free again: a new world runs.
+  g.comms.clear();
+  GpuRanks fresh = gpu_ranks(P, &why);
+  on_gpus(fresh, [&](int r, Backend& be, Communicator& c) {
+    c.set_stream_ordered(true);
+    std::vector<Received> got{iteration(0, r, be, c)};
+    c.set_stream_ordered(false);
+    check(got, r, P, be, "after a failure");
+  });
+}
+
+}  // namespace
+}  // namespace paradit
