@@ -46,17 +46,7 @@ if [[ -n ${MESHES:-} ]]; then  # only the meshes named (space-separated), e.g. M
   meshes=("${kept[@]}")
 fi
 
-# run NAME CMD...: one bench with what is left of the budget, its JSON lines into $RES/NAME.jsonl.
-run() {
-  local name=$1; shift
-  local left=$((deadline - SECONDS))
-  (( left > ${RUN_TIMEOUT_S:-300} )) && left=${RUN_TIMEOUT_S:-300}
-  if (( left < 30 )); then echo "== $name: skipped, past the $BUDGET_S s budget"; return; fi
-  echo "== $name (timeout ${left} s): $*"
-  local t0=$SECONDS
-  timeout -k 10 "$left" "$@" 2> >(tail -n 25 >&2) | tee "$RES/$name.jsonl"
-  echo "== $name: rc=${PIPESTATUS[0]} after $((SECONDS - t0)) s"
-}
+source "$HERE/budgeted_run.sh"
 
 if [[ ${PARADIT:-1} != 0 ]]; then
   for size in $SIZES; do

@@ -44,7 +44,11 @@ import diffusers_flux_pipeline as flux_peer  # noqa: E402  (the pipeline, tokeni
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ulysses", type=int, default=1, help="Ulysses (head-parallel) degree")
-    ap.add_argument("--ring", type=int, default=1, help="Ring attention degree; ulysses x ring = number of ranks")
+    ap.add_argument("--ring", type=int, default=1, help="Ring attention degree")
+    ap.add_argument("--pipefusion", type=int, default=1,
+                    help="PipeFusion degree (stages); ulysses x ring x pipefusion = number of ranks")
+    ap.add_argument("--patches", type=int, default=0, help="PipeFusion: image patches (0: = --pipefusion)")
+    ap.add_argument("--warmup-steps", type=int, default=1, help="PipeFusion: synchronous steps first")
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=28)
     ap.add_argument("--modes", nargs="+", default=["eager"], choices=["eager", "compile"])
@@ -96,9 +100,10 @@ def xfuser_on_cpu():
 def init_distributed(args):
     """Process groups with a timeout (xfuser's own init sets none), then xfuser's groups on top of them."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world != args.ulysses * args.ring:
-        sys.exit(f"xdit_flux.py: {world} ranks but --ulysses {args.ulysses} x --ring {args.ring} = "
-                 f"{args.ulysses * args.ring}; launch with torchrun --nproc_per_node {args.ulysses * args.ring}")
+    want = args.ulysses * args.ring * args.pipefusion
+    if world != want:
+        sys.exit(f"xdit_flux.py: {world} ranks but --ulysses {args.ulysses} x --ring {args.ring} x --pipefusion "
+                 f"{args.pipefusion} = {want}; launch with torchrun --nproc_per_node {want}")
     if "RANK" not in os.environ:  # one rank, started without torchrun
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29533")
     local_rank = int(os.environ["LOCAL_RANK"])
@@ -148,8 +153,10 @@ class TrueCfgFluxPipeline(flux_peer.FluxPipeline):
 
 
 def make_xdit_pipeline(args, local_rank):
-    """diffusers_flux_pipeline.make_pipeline with xDiT's transformer subclass, then xDiT's runtime state."""
-    from xfuser import xFuserArgs
+    """diffusers_flux_pipeline.make_pipeline with xDiT's transformer subclass, then xDiT's runtime state; with
+    PipeFusion, the diffusers pipeline wrapped whole in xFuserFluxPipeline (as xfuser's examples do), which
+    converts the transformer itself and sets its input parameters on every call."""
+    from xfuser import xFuserArgs, xFuserFluxPipeline
     from xfuser.core.distributed import get_runtime_state, initialize_runtime_state
     from xfuser.model_executor.models.transformers.transformer_flux import xFuserFlux1Transformer2DWrapper
 
@@ -158,14 +165,20 @@ def make_xdit_pipeline(args, local_rank):
         model="FLUX.1-dev (random weights)", ulysses_degree=args.ulysses, ring_degree=args.ring,
         height=args.size, width=args.size, num_inference_steps=args.steps, max_sequence_length=512,
         guidance_scale=3.5, use_torch_compile=False, attention_backend=args.attention_backend,
+        pipefusion_parallel_degree=args.pipefusion, num_pipeline_patch=args.patches or args.pipefusion,
+        warmup_steps=args.warmup_steps,
     ).create_config()
     engine_config.runtime_config.dtype = torch.bfloat16 if cuda else torch.float32  # its default is float16
 
+    device = f"cuda:{local_rank}" if cuda else "cpu"
+    dtype = torch.bfloat16 if cuda else torch.float32
+    if args.pipefusion > 1:
+        pipe = xFuserFluxPipeline(flux_peer.make_pipeline(device, dtype, args.tiny), engine_config)
+        return pipe, (lambda steps: None), get_runtime_state().attention_backend
     # make_pipeline builds its transformer from the module's FluxTransformer2DModel name: point that at xDiT's
     # subclass (same constructor arguments) so the 12 B weights are made once, on this rank's device.
     flux_peer.FluxTransformer2DModel = xFuserFlux1Transformer2DWrapper
-    device = f"cuda:{local_rank}" if cuda else "cpu"
-    pipe = flux_peer.make_pipeline(device, torch.bfloat16 if cuda else torch.float32, args.tiny)
+    pipe = flux_peer.make_pipeline(device, dtype, args.tiny)
     if args.true_cfg:
         pipe.__class__ = TrueCfgFluxPipeline
     initialize_runtime_state(pipe, engine_config)
@@ -221,6 +234,8 @@ def main():
     args = parse_args()
     if args.iters < 1 or args.warmup < 0 or args.steps < 1:
         sys.exit("xdit_flux.py: --iters and --steps must be at least 1, --warmup at least 0")
+    if args.pipefusion > 1 and (args.forward_iters or "compile" in args.modes):
+        sys.exit("xdit_flux.py: --pipefusion runs whole pipelines, eager (no --forward-iters, no compile)")
     cuda = args.device == "cuda"
     if cuda and not torch.cuda.is_available():
         sys.exit("xdit_flux.py: no CUDA device visible (use --device cpu --tiny for a smoke test)")
@@ -262,6 +277,8 @@ def main():
         peak = ranks.slowest([torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0])[0]
         row = dict(bench="pipeline", engine="xdit", mode=mode, model="tiny" if args.tiny else "FLUX.1-dev",
                    gpu=device_name, gpus=dist.get_world_size(), ulysses=args.ulysses, ring=args.ring, cfg=1,
+                   pipefusion=args.pipefusion, patches=args.patches or args.pipefusion,
+                   warmup_steps=args.warmup_steps,
                    true_cfg=args.true_cfg,
                    attention=str(getattr(attention_backend, "name", attention_backend)).lower(),
                    size=args.size, steps=args.steps, iters=args.iters)

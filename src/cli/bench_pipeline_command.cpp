@@ -195,8 +195,24 @@ void bench_engine(const BenchSetup& b, const MeshRequest& mesh_request, EngineOp
     if (i >= b.warmup) runs.push_back(r);
   }
   if (!note.empty() && !b.json) std::printf("note: %s\n\n", note.c_str());
+  // Device memory per rank in the last request: the largest peak (the GPU that must fit it) and each rank's.
+  const auto two = [](double v) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.2f", v);
+    return std::string(text);
+  };
+  std::string peaks, weights;
+  double max_peak = 0;
+  for (const RankMemory& m : engine->memory()) {
+    const double p = m.peak_bytes ? gib(*m.peak_bytes) : 0.0;
+    max_peak = std::max(max_peak, p);
+    peaks += detail::concat(peaks.empty() ? "" : ",", two(p));
+    weights += detail::concat(weights.empty() ? "" : ",", two(gib(m.weight_bytes)));
+  }
   const std::string extra = detail::concat(",\"ranks\":", engine->mesh().world(), ",\"mesh\":\"", flags,
-                                           "\",\"exact\":", note.empty() ? "true" : "false");
+                                           "\",\"exact\":", note.empty() ? "true" : "false", ",\"peak_gib\":",
+                                           two(max_peak), ",\"peak_gib_per_rank\":[", peaks,
+                                           "],\"weights_gib_per_rank\":[", weights, "]");
   print_results(b, engine->device_name(), runs, first_run_s, engine->load_seconds(), extra, "");
 }
 

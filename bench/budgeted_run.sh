@@ -1,0 +1,14 @@
+# Sourced by the side-by-side benchmarks: `run NAME CMD...` runs one bench within what is left of the call's
+# budget (deadline, BUDGET_S; RUN_TIMEOUT_S caps one run, default 300 s), its stdout (JSON lines) into
+# $RES/NAME.jsonl and the last lines of its stderr to ours; a run that would start with under 30 s left is
+# skipped, so the table still prints.
+run() {
+  local name=$1; shift
+  local left=$((deadline - SECONDS))
+  (( left > ${RUN_TIMEOUT_S:-300} )) && left=${RUN_TIMEOUT_S:-300}
+  if (( left < 30 )); then echo "== $name: skipped, past the $BUDGET_S s budget"; return; fi
+  echo "== $name (timeout ${left} s): $*"
+  local t0=$SECONDS
+  timeout -k 10 "$left" "$@" 2> >(tail -n 25 >&2) | tee "$RES/$name.jsonl"
+  echo "== $name: rc=${PIPESTATUS[0]} after $((SECONDS - t0)) s"
+}
