@@ -1,6 +1,6 @@
 # Sourced by the side-by-side benchmarks: `run NAME CMD...` runs one bench within what is left of the call's
 # budget (deadline, BUDGET_S; RUN_TIMEOUT_S caps one run, default 300 s), its stdout (JSON lines) into
-# $RES/NAME.jsonl and the last lines of its stderr to ours; a run that would start with under 30 s left is
+# $RES/NAME.jsonl, its stderr into ${OUT:-/tmp}/NAME.err and its last lines to ours; a run that would start with under 30 s left is
 # skipped, so the table still prints.
 run() {
   local name=$1; shift
@@ -9,6 +9,6 @@ run() {
   if (( left < 30 )); then echo "== $name: skipped, past the $BUDGET_S s budget"; return; fi
   echo "== $name (timeout ${left} s): $*"
   local t0=$SECONDS
-  timeout -k 10 "$left" "$@" 2> >(tail -n 25 >&2) | tee "$RES/$name.jsonl"
+  timeout -k 10 "$left" "$@" 2> >(tee "${OUT:-/tmp}/$name.err" | tail -n 25 >&2) | tee "$RES/$name.jsonl"
   echo "== $name: rc=${PIPESTATUS[0]} after $((SECONDS - t0)) s"
 }

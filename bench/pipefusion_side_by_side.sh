@@ -28,8 +28,10 @@ wanted() { [[ -z ${CONFIGS:-} || " $CONFIGS " == *" $1 "* ]]; }
 for c in "${configs[@]}"; do
   read -r name n pp u tp <<<"$c"
   wanted "$name" || continue
+  stale=()
+  (( pp > 1 )) && stale=(--pipefusion "$pp" --patches "$pp" --warmup-steps "$WARM")
   run "paradit_$name" "$BUILD/paradit" bench pipeline --device cuda --size "$SIZE" --steps "$STEPS" --iters "$ITERS" \
-    --warmup 1 --json --pipefusion "$pp" --patches "$pp" --warmup-steps "$WARM" --ulysses "$u" --tp "$tp"
+    --warmup 1 --json "${stale[@]}" --ulysses "$u" --tp "$tp"
 done
 for c in "${configs[@]}"; do
   read -r name n pp u tp <<<"$c"
