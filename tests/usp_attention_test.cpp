@@ -18,11 +18,13 @@ struct Case {
   int ulysses, ring;
   int64_t batch, length, heads, head_dim;
   bool packed_qkv;  // q, k, v side by side in one [B, S, 3, H, d] buffer (the packed overload)
+  int head_chunks = 0;  // packed: Ulysses pipelined over this many chunks of heads (0: automatic)
 };
 
 std::string name(const Case& c) {
   return "ulysses " + std::to_string(c.ulysses) + " ring " + std::to_string(c.ring) + " B " + std::to_string(c.batch) +
-         " L " + std::to_string(c.length) + " H " + std::to_string(c.heads) + (c.packed_qkv ? " packed" : "");
+         " L " + std::to_string(c.length) + " H " + std::to_string(c.heads) + (c.packed_qkv ? " packed" : "") +
+         (c.head_chunks ? " chunks " + std::to_string(c.head_chunks) : "");
 }
 
 void check_case(const Case& c) {
@@ -58,7 +60,7 @@ void check_case(const Case& c) {
     be->copy(vl, v.slice(1, start, n));
     const Tensor out = test::poisoned_host(local), lse = test::poisoned_host({c.batch, c.heads, n});
     if (c.packed_qkv)
-      usp_attention(*be, *g.ulysses, *g.ring, shard, out, lse, qkv, scale);  // one all-to-all for q, k, v
+      usp_attention(*be, *g.ulysses, *g.ring, shard, out, lse, qkv, scale, c.head_chunks);
     else
       usp_attention(*be, *g.ulysses, *g.ring, shard, out, lse, ql, kl, vl, scale);
     // Each rank writes its own token range of the gathered result.
@@ -83,6 +85,15 @@ TEST(UspAttention, BatchAndStridedPackedQkv) {
   check_case({3, 2, 2, 29, 3, 16, true});
   check_case({1, 5, 2, 29, 3, 16, true});
   check_case({6, 1, 2, 29, 5, 16, true});
+}
+
+TEST(UspAttention, UlyssesPipelinedOverHeadChunks) {
+  // Chunks of uneven size, more chunks than a rank has heads (empty chunks), with Ring and with a batch.
+  for (int chunks : {2, 3})
+    for (auto [u, r] : {std::pair{2, 1}, {4, 1}, {2, 2}, {3, 2}, {2, 3}, {8, 1}})
+      for (int64_t heads : {5, 7}) check_case({u, r, 1, 29, heads, 16, true, chunks});
+  check_case({2, 2, 2, 37, 6, 16, true, 2});
+  check_case({4, 2, 1, 29, 2, 16, true, 2});  // ranks without heads
 }
 
 TEST(UspAttention, MoreUlyssesRanksThanHeads) {

@@ -1,5 +1,6 @@
 #include "paradit/parallel/usp_attention.h"
 
+#include <memory>
 #include <vector>
 
 #include "paradit/core/status.h"
@@ -19,18 +20,17 @@ struct BlockLayout {
   int64_t count(int u) const { return shard.count(ring * U + u); }
 };
 
-// x [B, S_me, H, d] → [B, block length, my heads, d]: Ulysses rank p gets its heads of my tokens. Also for
-// x [B, S_me, 3, H, d] (q, k, v together) → [B, block length, 3, my heads, d]: the heads are dimension -2.
+// x [B, S_me, H, d] → [B, block length, my heads, d]: Ulysses rank p gets its heads of my tokens.
 Tensor ulysses_scatter_heads(Backend& be, Communicator& ulysses, const BlockLayout& blk, const SequenceShard& heads,
                              const Tensor& x) {
   const int U = ulysses.size(), u = ulysses.rank();
   Shape shape = x.shape();
   shape[1] = blk.length();
-  shape[x.dim() - 2] = heads.count(u);
+  shape[2] = heads.count(u);
   Tensor y = be.empty(shape, x.dtype());
   std::vector<Tensor> send(U), recv(U);
   for (int p = 0; p < U; ++p) {
-    send[p] = x.slice(-2, heads.start(p), heads.count(p));
+    send[p] = x.slice(2, heads.start(p), heads.count(p));
     recv[p] = y.slice(1, blk.offset(p), blk.count(p));
   }
   ulysses.all_to_all_v(recv, send);
@@ -67,10 +67,70 @@ void run_block_attention(Backend& be, Communicator& ulysses, Communicator& ring,
   if (lse.defined()) ulysses_gather_heads(ulysses, blk, heads, lse, lb, 2, 1);
 }
 
+// Sequences at least this long per ring block (on average) pipeline Ulysses over two chunks of heads: each
+// attention call then has half the heads, which still fills an H100's SMs at this length, and half of the
+// all-to-alls runs behind the other half's attention. Shorter sequences keep one chunk: their transfers are
+// short and a half-head attention would leave SMs idle.
+constexpr int64_t kPipelinedBlockTokens = 8192;
+
+int resolve_head_chunks(int requested, const SequenceShard& shard, int64_t heads, int U, int R) {
+  PD_REQUIRE(requested >= 0, "usp_attention: head_chunks must be >= 0 (0: automatic), got ", requested);
+  if (requested > 0) return requested;
+  // Decided from what every rank of the SP group knows alike, so that all post the same transfers.
+  return shard.length() / R >= kPipelinedBlockTokens && heads >= 2 * U ? 2 : 1;
+}
+
+// Packed qkv [B, S_me, 3, H, d] with the heads cut in `chunks` (chunk c of Ulysses rank p: part c of p's heads):
+// every chunk's all-to-all is posted at once; then for each chunk in turn, attention over the ring blocks as soon
+// as its heads have arrived, and its inverse all-to-all posted behind it. On a device transport the transfers run
+// beside the attention of the chunk before (stream-ordered, the GPU overlaps them).
+void pipelined_heads_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
+                               const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int chunks) {
+  const int U = ulysses.size(), u = ulysses.rank(), R = ring.size();
+  const int64_t B = qkv.size(0), D = qkv.size(4);
+  const BlockLayout blk{shard, U, ring.rank()};
+  const SequenceShard heads(qkv.size(3), U);
+  std::vector<int64_t> kv_lengths(R);
+  for (int j = 0; j < R; ++j) kv_lengths[j] = BlockLayout{shard, U, j}.length();
+  // Where chunk c of rank p's heads starts among all heads, and how many it has.
+  const auto chunk_start = [&](int p, int c) { return heads.start(p) + SequenceShard(heads.count(p), chunks).start(c); };
+  const auto chunk_count = [&](int p, int c) { return SequenceShard(heads.count(p), chunks).count(c); };
+
+  std::vector<Tensor> arrived(chunks);
+  std::vector<std::unique_ptr<CommRequest>> scatter(chunks), gather(chunks);
+  for (int c = 0; c < chunks; ++c) {
+    arrived[c] = be.empty({B, blk.length(), 3, chunk_count(u, c), D}, qkv.dtype());
+    std::vector<P2POp> ops;
+    for (int p = 0; p < U; ++p) {
+      ops.push_back(P2POp::send(qkv.slice(-2, chunk_start(p, c), chunk_count(p, c)), p));
+      ops.push_back(P2POp::recv(arrived[c].slice(1, blk.offset(p), blk.count(p)), p));
+    }
+    scatter[c] = ulysses.start(std::move(ops));
+  }
+  for (int c = 0; c < chunks; ++c) {
+    scatter[c]->wait();
+    const Tensor& x = arrived[c];
+    const Tensor ob = be.empty({B, blk.length(), chunk_count(u, c), D}, out.dtype());
+    const Tensor lb = lse.defined() ? be.empty({B, chunk_count(u, c), blk.length()}, DType::kF32) : Tensor();
+    ring_attention(be, ring, kv_lengths, ob, lb, x.select(2, 0), x.select(2, 1), x.select(2, 2), scale);
+    std::vector<P2POp> ops;
+    for (int p = 0; p < U; ++p) {
+      ops.push_back(P2POp::send(ob.slice(1, blk.offset(p), blk.count(p)), p));
+      ops.push_back(P2POp::recv(out.slice(2, chunk_start(p, c), chunk_count(p, c)), p));
+      if (lse.defined()) {
+        ops.push_back(P2POp::send(lb.slice(2, blk.offset(p), blk.count(p)), p));
+        ops.push_back(P2POp::recv(lse.slice(1, chunk_start(p, c), chunk_count(p, c)), p));
+      }
+    }
+    gather[c] = ulysses.start(std::move(ops));
+  }
+  for (auto& g : gather) g->wait();
+}
+
 }  // namespace
 
 void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
-                   const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale) {
+                   const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int head_chunks) {
   PD_REQUIRE(qkv.defined() && qkv.dim() == 5 && qkv.size(2) == 3, "usp_attention: qkv must be [B, S, 3, H, d], got ",
              qkv.defined() ? qkv.desc() : std::string("an undefined tensor"));
   const int U = ulysses.size(), R = ring.size();
@@ -90,11 +150,8 @@ void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const
              out.desc());
   PD_REQUIRE(!lse.defined() || (lse.dtype() == DType::kF32 && lse.shape() == Shape{B, H, S}),
              "usp_attention: lse must be f32", shape_str({B, H, S}), ", got ", lse.desc());
-  const BlockLayout blk{shard, U, ring.rank()};
-  const SequenceShard heads(qkv.size(3), U);
-  const Tensor qkv_blk = ulysses_scatter_heads(be, ulysses, blk, heads, qkv);
-  run_block_attention(be, ulysses, ring, shard, out, lse, qkv_blk.select(2, 0), qkv_blk.select(2, 1),
-                      qkv_blk.select(2, 2), scale);
+  pipelined_heads_attention(be, ulysses, ring, shard, out, lse, qkv, scale,
+                            resolve_head_chunks(head_chunks, shard, H, U, R));
 }
 
 void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,

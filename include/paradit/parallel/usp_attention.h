@@ -22,8 +22,11 @@ void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const
                    float scale);
 
 // The same with q, k and v side by side, qkv [B, shard.count(s), 3, H, d] (a fused QKV projection's output):
-// Ulysses then moves all three in one all-to-all instead of three.
+// Ulysses then moves all three together. head_chunks > 1 pipelines it over that many chunks of each rank's
+// heads — chunk c's attention runs while chunk c + 1 arrives and chunk c − 1 goes back — and 0 picks the count
+// from the sequence length (two chunks for long sequences, else one). Every rank of the SP group passes the
+// same value.
 void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
-                   const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale);
+                   const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int head_chunks = 0);
 
 }  // namespace paradit
