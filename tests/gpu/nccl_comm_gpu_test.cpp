@@ -2,9 +2,11 @@
 // and stream-ordered alike — stream-ordered with the backend computing on each result right behind the call,
 // many calls deep, so the device must keep the order the host no longer waits for — and a rank that never
 // joins a stream-ordered call fails every rank with a timeout that names it, instead of hanging; fresh
-// communicators then work.
+// communicators then work. And USP attention over NCCL — Ulysses alone and with Ring, its head chunks pipelined
+// or not, in both modes — against attention on one GPU.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -12,6 +14,8 @@
 
 #include "comm_checks.h"
 #include "gpu_ranks.h"
+#include "paradit/parallel/mesh_groups.h"
+#include "paradit/parallel/usp_attention.h"
 #include "test_util.h"
 
 namespace paradit {
@@ -204,6 +208,54 @@ TEST(NcclCommGpu, AMissingPeerFailsEveryRankWithATimeoutInsteadOfHanging) {
     c.set_stream_ordered(false);
     check(got, r, P, be, "after a failure");
   });
+}
+
+TEST(NcclCommGpu, UspAttentionOverNcclMatchesOneGpu) {
+  std::string why;
+  const int P = gpus_or_skip(&why);
+  if (!P) GTEST_SKIP() << "needs two usable GPUs: " << why;
+  // FLUX's head size, 10 heads (uneven over 4 or 3 Ulysses ranks), 1000 tokens (uneven over the ranks).
+  const int64_t S = 1000, H = 10, D = 128;
+  const Tensor qkv_host = random_host({1, S, 3, H, D}, 11);
+  const float scale = 1.0f / std::sqrt(float(D));
+  Tensor want;
+  {
+    auto be = create_cuda_backend(0);
+    const Tensor qkv = be->upload(qkv_host, DType::kBF16);
+    const Tensor out = be->empty({1, S, H, D}, DType::kBF16);
+    be->attention(out, Tensor(), qkv.select(2, 0), qkv.select(2, 1), qkv.select(2, 2), scale);
+    want = be->download_f32(out);
+  }
+  std::vector<MeshDegrees> meshes{{.ulysses = P}};
+  if (P % 2 == 0 && P > 2) meshes.push_back({.ulysses = 2, .ring = P / 2});
+  GpuRanks g = gpu_ranks(P, &why);
+  if (g.comms.empty()) GTEST_SKIP() << why;
+  for (const MeshDegrees& m : meshes)
+    for (const int chunks : {1, 2, 3})
+      for (const bool ordered : {false, true}) {
+        SCOPED_TRACE(m.flags() + ", " + std::to_string(chunks) + " head chunks, " +
+                     (ordered ? "stream-ordered" : "synchronous"));
+        const DeviceMesh mesh = DeviceMesh::create(m, P);
+        const SequenceShard shard(S, P);
+        std::vector<Tensor> parts(static_cast<size_t>(P));
+        on_gpus(g, [&](int, Backend& be, Communicator& world) {
+          const MeshGroups groups = MeshGroups::create(mesh, world);
+          const int s = groups.sp->rank();
+          const Tensor qkv = be.upload(qkv_host.slice(1, shard.start(s), shard.count(s)), DType::kBF16);
+          const Tensor out = be.upload(poisoned_host({1, shard.count(s), H, D}), DType::kBF16);
+          world.set_stream_ordered(ordered);
+          for (int i = 0; i < 3; ++i)  // again and again: the transfers of one call behind those of the last
+            usp_attention(be, *groups.ulysses, *groups.ring, shard, out, Tensor(), qkv, scale, chunks);
+          world.set_stream_ordered(false);
+          parts[size_t(s)] = be.download_f32(out);
+        });
+        const Tensor got = poisoned_host({1, S, H, D});
+        auto cpu = create_cpu_backend(1);
+        for (int s = 0; s < P; ++s) cpu->copy(got.slice(1, shard.start(s), shard.count(s)), parts[size_t(s)]);
+        const double e = rel_l2(got, want);
+        EXPECT_LE(e, 2e-2);
+        if (chunks == 2 && ordered) std::printf("    %s: rel L2 %.1e against one GPU\n", m.flags().c_str(), e);
+      }
 }
 
 }  // namespace
