@@ -131,6 +131,32 @@ TEST(StaleParallel, EveryMeshWithOnlyWarmupStepsGivesTheSerialImages) {
   }
 }
 
+TEST(StaleParallel, PipeFusionEncodesThePromptsBesideTheLastStage) {
+  FluxRequest req = request(false);
+  req.prompt = "a red fox jumping over a sleeping dog in the deep snow";  // over 7 T5 tokens: a warning
+  auto be = create_cpu_backend(1);
+  const FluxResult one = FluxPipeline::load(*be, tiny_flux())->generate(req);
+  ASSERT_FALSE(one.warnings.empty());
+  for (const MeshDegrees& m : {MeshDegrees{.pp = 2}, MeshDegrees{.ulysses = 2, .pp = 3}, MeshDegrees{.ulysses = 2}}) {
+    SCOPED_TRACE(m.flags());
+    auto engine = Engine::create(options({m, false, 0, 2}));  // every step a warm-up step: exact
+    const FluxResult r = engine->generate(req);
+    EXPECT_LE(test::rel_l2(r.latents, one.latents), kLatentTol);
+    EXPECT_EQ(r.warnings, one.warnings);  // the encoding rank's, whichever it is
+    const DeviceMesh& mesh = engine->mesh();
+    const int encoder = flux_prompt_encoder_rank(mesh);
+    for (MeshDim d : kAllMeshDims)
+      EXPECT_EQ(mesh.coord(encoder, d), d == MeshDim::kPp ? m.pp - 1 : 0) << mesh_dim_name(d);
+    // Only the encoding rank holds text encoders: its weights beyond the transformer's are the largest.
+    const std::vector<RankMemory> memory = engine->memory();
+    const auto beyond = [&](int r) {
+      return memory[size_t(r)].weight_bytes - memory[size_t(r)].transformer_weight_bytes;
+    };
+    for (int r = 0; r < int(memory.size()); ++r)
+      if (r != encoder) EXPECT_LT(beyond(r), beyond(encoder)) << "rank " << r;
+  }
+}
+
 // The approximate results of one method, computed alone (no other dimension).
 FluxResult alone(const Method& m, bool cfg) {
   Method base = m;

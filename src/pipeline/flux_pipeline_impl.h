@@ -81,9 +81,9 @@ class Pipeline final : public FluxPipeline {
   // Checks a request and resolves its defaults into r (steps, max_sequence_length; warnings about ignored
   // options, logged when `report`). Returns whether it runs true CFG.
   bool prepare(const FluxRequest& request, FluxResult& r, bool report) const;
-  // Broadcasts a prompt's embeddings (of `tokens` T5 tokens) from world rank 0, which encoded it, to the
+  // Broadcasts a prompt's embeddings (of `tokens` T5 tokens) from world rank `root`, which encoded it, to the
   // other ranks, which allocate them.
-  void broadcast_prompt(Communicator& world, int tokens, FluxPromptEmbeds& e);
+  void broadcast_prompt(Communicator& world, int root, int tokens, FluxPromptEmbeds& e);
   // The denoising loop on this rank's rows x of one image: device f32 [1, groups.rows.image_count, 64],
   // updated in place. `progress` gets image 0 of 1.
   void denoise_rows(const Tensor& x, int64_t width, int64_t height, int steps, float guidance,

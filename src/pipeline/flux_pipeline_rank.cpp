@@ -28,8 +28,22 @@
 
 namespace paradit::flux_pipeline {
 
-void Pipeline::broadcast_prompt(Communicator& world, int tokens, FluxPromptEmbeds& e) {
-  if (world.rank() != 0) {
+}  // namespace paradit::flux_pipeline
+
+namespace paradit {
+
+int flux_prompt_encoder_rank(const DeviceMesh& mesh) {
+  MeshCoords c{};
+  c[int(MeshDim::kPp)] = mesh.degree(MeshDim::kPp) - 1;
+  return mesh.rank_of(c);
+}
+
+}  // namespace paradit
+
+namespace paradit::flux_pipeline {
+
+void Pipeline::broadcast_prompt(Communicator& world, int root, int tokens, FluxPromptEmbeds& e) {
+  if (world.rank() != root) {
     const FluxConfig& fc = transformer_->config();
     e.prompt_embeds = backend_.empty({1, tokens, fc.joint_attention_dim});
     e.pooled = backend_.empty({1, fc.pooled_projection_dim});
@@ -37,8 +51,8 @@ void Pipeline::broadcast_prompt(Communicator& world, int tokens, FluxPromptEmbed
   // The transformer takes both in compute dtype, as the encoders give them: the ranks agree on the bytes.
   PD_CHECK(e.prompt_embeds.dtype() == backend_.compute_dtype() && e.pooled.dtype() == backend_.compute_dtype(),
            e.prompt_embeds.desc(), " ", e.pooled.desc());
-  world.broadcast(e.prompt_embeds, 0);
-  world.broadcast(e.pooled, 0);
+  world.broadcast(e.prompt_embeds, root);
+  world.broadcast(e.pooled, root);
 }
 
 FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext& ctx,
@@ -57,14 +71,15 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
 
   auto start = std::chrono::steady_clock::now();
   FluxPromptEmbeds positive, negative;
-  if (leader) {
+  const int encoder = flux_prompt_encoder_rank(ctx.mesh);
+  if (ctx.rank == encoder) {
     positive = encode_request(req, false, r.max_sequence_length, &r.warnings);
     if (cfg) negative = encode_request(req, true, r.max_sequence_length, &r.warnings);
     if (options_.release_text_encoders) release_text_encoders();
   }
   if (ctx.world->size() > 1) {
-    broadcast_prompt(*ctx.world, r.max_sequence_length, positive);
-    if (cfg) broadcast_prompt(*ctx.world, r.max_sequence_length, negative);
+    broadcast_prompt(*ctx.world, encoder, r.max_sequence_length, positive);
+    if (cfg) broadcast_prompt(*ctx.world, encoder, r.max_sequence_length, negative);
   }
   r.timings.encode_s = seconds_since(start);
 

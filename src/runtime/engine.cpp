@@ -95,7 +95,7 @@ class EngineImpl final : public Engine {
       rank.backend = make_backend_(local_.first + r);
       FluxPipelineOptions o = options_.pipeline;
       const int g = local_.first + r;  // the world rank (several processes: this process's ranks are a slice)
-      o.encodes_prompts = g == 0;
+      o.encodes_prompts = g == flux_prompt_encoder_rank(mesh_);
       if (!stages.empty()) {
         const int s = mesh_.coord(g, MeshDim::kPp);
         o.stale.blocks = {stages[size_t(s)], stages[size_t(s) + 1]};
@@ -158,7 +158,7 @@ class EngineImpl final : public Engine {
       }
       if (!leads()) return FluxResult{};
     }
-    return merge_rank_results(request, parts);
+    return merge_rank_results(request, parts, flux_prompt_encoder_rank(mesh_));
   }
 
   std::vector<Status> last_outcomes() const override {

@@ -1,6 +1,7 @@
 #include "runtime/gather_results.h"
 
 #include <cstring>
+#include <string>
 
 #include "paradit/core/allocator.h"
 #include "paradit/core/status.h"
@@ -42,8 +43,15 @@ Tensor bytes_tensor(void* p, size_t n) { return Tensor::borrow(p, {int64_t(n)}, 
 Bytes pack(const FluxRankResult& part, int64_t per_image, int steps) {
   const FluxResult& r = part.result;
   Bytes b;
+  b.put(r.max_sequence_length);
+  b.put(r.timings.encode_s);
   b.put(r.timings.denoise_s);
   b.put(r.timings.decode_s);
+  b.put(uint64_t(r.warnings.size()));
+  for (const std::string& w : r.warnings) {
+    b.put(uint64_t(w.size()));
+    b.put(w.data(), w.size());
+  }
   b.put(uint64_t(part.batch_indices.size()));
   for (size_t j = 0; j < part.batch_indices.size(); ++j) {
     const Rgb8Image& img = r.images[j];
@@ -64,8 +72,15 @@ FluxRankResult unpack(Bytes& b, const FluxRequest& request, int64_t per_image, i
   FluxRankResult part;
   FluxResult& r = part.result;
   r.steps = steps;
+  r.max_sequence_length = b.get<decltype(r.max_sequence_length)>();
+  r.timings.encode_s = b.get<double>();
   r.timings.denoise_s = b.get<double>();
   r.timings.decode_s = b.get<double>();
+  r.warnings.resize(b.get<uint64_t>());
+  for (std::string& w : r.warnings) {
+    w.resize(b.get<uint64_t>());
+    b.get(w.data(), w.size());
+  }
   const auto count = int64_t(b.get<uint64_t>());
   if (count > 0)
     r.latents = Tensor::empty(flux_packed_latent_shape(int(count), request.height, request.width), DType::kF32,

@@ -7,9 +7,9 @@
 
 namespace paradit::runtime {
 
-FluxResult merge_rank_results(const FluxRequest& request, std::vector<FluxRankResult>& parts) {
-  PD_CHECK(!parts.empty());
-  const FluxResult& lead = parts[0].result;
+FluxResult merge_rank_results(const FluxRequest& request, std::vector<FluxRankResult>& parts, int encoder) {
+  PD_CHECK(encoder >= 0 && encoder < int(parts.size()), encoder, " of ", parts.size());
+  const FluxResult& lead = parts[size_t(encoder)].result;
   const int batch = request.batch_count, steps = lead.steps;
   FluxResult r;
   r.steps = steps;

@@ -7,9 +7,10 @@
 
 namespace paradit::runtime {
 
-// Every image of the request lands at its batch index, with its seed, latents and step times, from the rank
-// that decoded it. Steps, sequence length, warnings and the encode time are world rank 0's (parts[0]); the
-// denoise and decode times are the slowest rank's (the ranks run side by side).
-FluxResult merge_rank_results(const FluxRequest& request, std::vector<FluxRankResult>& parts);
+// parts by world rank. Every image of the request lands at its batch index, with its seed, latents and step
+// times, from the rank that decoded it. Steps, sequence length, warnings and the encode time are those of the
+// rank that encoded the prompts (parts[encoder], flux_prompt_encoder_rank); the denoise and decode times are
+// the slowest rank's (the ranks run side by side).
+FluxResult merge_rank_results(const FluxRequest& request, std::vector<FluxRankResult>& parts, int encoder);
 
 }  // namespace paradit::runtime

@@ -61,9 +61,10 @@ TEST_F(MpiComm, AllReduceGivesTheSameBitsOnEveryRank) {
 TEST_F(MpiComm, BarrierWaitsForTheSlowestRank) {
   world_->barrier();  // start together (the processes' clocks are not compared: each measures its own wait)
   const auto t0 = std::chrono::steady_clock::now();
-  if (world_->rank() == 0) std::this_thread::sleep_for(300ms);
+  if (world_->rank() == 0) std::this_thread::sleep_for(500ms);
   world_->barrier();
-  // The first barrier lets the ranks go within a few milliseconds of each other, not at the same instant.
+  // The first barrier lets the ranks go close together, not at the same instant: on a loaded machine (CI
+  // building beside the tests) a process may leave it a good fraction of a second after the other.
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 250ms);
 }
 
@@ -91,8 +92,9 @@ TEST_F(MpiComm, CollectiveTimesOutNamingTheOpAndGroup) {
   world_->barrier();  // start together: on a loaded machine the processes may arrive seconds apart
   world_->set_timeout(1500ms);
   if (world_->rank() == 1) {
-    // Never joins the all_reduce; its next call learns of rank 0's timeout instead of waiting.
-    std::this_thread::sleep_for(2500ms);
+    // Never joins the all_reduce; its next call learns of rank 0's timeout instead of waiting. Well after rank
+    // 0's deadline, or on a loaded machine this barrier could still meet rank 0's all_reduce.
+    std::this_thread::sleep_for(5000ms);
     try {
       world_->barrier();
       ADD_FAILURE() << "the barrier after a timeout did not throw";

@@ -198,7 +198,8 @@ class FluxPipeline {
 
   virtual FluxResult generate(const FluxRequest& request, const FluxProgressCallback& progress = {}) = 0;
   // This rank's part of generate() over ctx's mesh: a collective of every rank of ctx.world, each passing the
-  // same request (and its own pipeline, loaded from the same sources). World rank 0 encodes the prompts and
+  // same request (and its own pipeline, loaded from the same sources). flux_prompt_encoder_rank(ctx.mesh)
+  // encodes the prompts (only its pipeline needs text encoders: FluxPipelineOptions::encodes_prompts) and
   // broadcasts the embeddings; every rank draws each of its images' noise on the host, as generate() does, and
   // keeps its rows. The images equal generate()'s up to fp32 rounding (DESIGN.md: 1e-5 relative). A CFG-parallel
   // mesh needs a true-CFG request. `progress` gets the steps of the images this rank decodes.
@@ -220,5 +221,11 @@ class FluxPipeline {
   // Host f32 packed latents [B, N, 64] → B images of width×height.
   virtual std::vector<Rgb8Image> decode(const Tensor& latents, int64_t width, int64_t height) = 0;
 };
+
+// The world rank that runs the text encoders for a mesh: rank 0, or under PipeFusion the first rank of the last
+// stage. FLUX's double-stream blocks (two sets of weights each, the compute of one) come first, so a stage split
+// by compute leaves the last stage the fewest weights: T5-XXL's 9.5 GB sit best beside them, and stage 0 keeps
+// the VAE.
+int flux_prompt_encoder_rank(const DeviceMesh& mesh);
 
 }  // namespace paradit
