@@ -99,18 +99,18 @@ void Staged::unpack(Backend& be) const {
 
 // ---- Requests ----
 
-// The batch's transfers run on the communicator's stream. Synchronous, wait() polls their completion event;
-// stream-ordered (as the communicator was when the batch started), it puts the backend's stream behind them and
-// hands the event to the rank's in-flight transfers — the buffers may then go, since whatever the backend does
-// with their memory afterwards runs after the transfers.
+// The batch's transfers run on the communicator's stream. Synchronous, wait() polls their completion. Stream-
+// ordered (as the communicator was when the batch started: `done` is then recorded after the batch, which the
+// rank's in-flight list also times from the start), wait() puts the backend's stream behind `done` — the
+// buffers may then go, since whatever the backend does with their memory afterwards runs after the transfers.
 class NcclRequest final : public CommRequest {
  public:
-  NcclRequest(NcclCommunicator& comm, Backend& be, Clock::time_point deadline, bool stream_ordered,
+  NcclRequest(NcclCommunicator& comm, Backend& be, Clock::time_point deadline, cudaEvent_t done,
               std::vector<Staged> sends, std::vector<Staged> recvs, std::string timeout_message)
       : comm_(comm),
         be_(be),
         deadline_(deadline),
-        stream_ordered_(stream_ordered),
+        done_(done),
         sends_(std::move(sends)),
         recvs_(std::move(recvs)),
         timeout_message_(std::move(timeout_message)) {}
@@ -126,11 +126,10 @@ class NcclRequest final : public CommRequest {
   void wait() override {
     if (complete_) return;
     complete_ = true;
-    auto message = [m = timeout_message_] { return m; };
-    if (stream_ordered_) {
-      comm_.join_compute(deadline_, std::move(message));
+    if (done_) {
+      comm_.join_compute(std::exchange(done_, nullptr));
     } else {
-      comm_.wait_queue(comm_.stream_, deadline_, message);
+      comm_.wait_queue(comm_.stream_, deadline_, [this] { return timeout_message_; });
     }
     for (const Staged& r : recvs_) r.unpack(be_);
   }
@@ -139,7 +138,7 @@ class NcclRequest final : public CommRequest {
   NcclCommunicator& comm_;
   Backend& be_;
   Clock::time_point deadline_;
-  bool stream_ordered_;
+  cudaEvent_t done_;  // stream-ordered: recorded after the batch; null once joined, or synchronous
   std::vector<Staged> sends_, recvs_;  // kept alive until the transfers are complete (or the stream is behind them)
   std::string timeout_message_;
   bool complete_ = false;
@@ -301,17 +300,24 @@ std::function<std::string()> NcclCommunicator::collective_timeout(const std::str
   };
 }
 
-void NcclCommunicator::join_compute(Clock::time_point deadline, std::function<std::string()> timeout_message) {
-  throw_if_failed();
+cudaEvent_t NcclCommunicator::record_after_issued() {
+  cudaEvent_t e = in_flight_->take_event();
+  const cudaError_t r = cudaEventRecord(e, stream_);
+  if (r != cudaSuccess) in_flight_->spare.push_back(e);
+  check_cuda(r, "cudaEventRecord");
+  return e;
+}
+
+void NcclCommunicator::track(Clock::time_point deadline, std::function<std::string()> timeout_message) {
+  in_flight_->transfers.push_back({record_after_issued(), deadline, std::move(timeout_message)});
+}
+
+void NcclCommunicator::join_compute(cudaEvent_t done) {
   check_cuda(cudaSetDevice(be_.device().index), "cudaSetDevice");
-  cudaEvent_t done = in_flight_->take_event();
-  cudaError_t e = cudaEventRecord(done, stream_);
-  if (e == cudaSuccess) e = cudaStreamWaitEvent(compute_, done, 0);
-  if (e != cudaSuccess) {
-    in_flight_->spare.push_back(done);
-    check_cuda(e, "cudaEventRecord/cudaStreamWaitEvent");
-  }
-  in_flight_->transfers.push_back({done, deadline, std::move(timeout_message)});
+  // The wait takes the event as recorded now: it may be recorded again for later work at once.
+  const cudaError_t e = cudaStreamWaitEvent(compute_, done, 0);
+  in_flight_->spare.push_back(done);
+  check_cuda(e, "cudaStreamWaitEvent");
 }
 
 void NcclCommunicator::retire(size_t keep) {
@@ -356,7 +362,8 @@ void NcclCommunicator::collective(const std::string& op, const std::function<voi
   std::function<std::string()> message = collective_timeout(op, seq);
   issue_group(deadline, issue, message);
   if (in_flight_->stream_ordered) {
-    join_compute(deadline, std::move(message));
+    track(deadline, std::move(message));
+    join_compute(record_after_issued());
     return;
   }
   wait_queue(stream_, deadline, message);
@@ -401,8 +408,14 @@ std::unique_ptr<CommRequest> NcclCommunicator::start(std::vector<P2POp> ops) {
         }
       },
       [&] { return message; });
-  return std::make_unique<NcclRequest>(*this, be_, deadline, in_flight_->stream_ordered, std::move(sends),
-                                       std::move(recvs), message);
+  cudaEvent_t done = nullptr;
+  if (in_flight_->stream_ordered) {
+    // Timed and counted from now, not from wait(): a batch waited for much later (patch parallel's, a step
+    // later) still bounds how far this rank runs ahead.
+    track(deadline, [message] { return message; });
+    done = record_after_issued();
+  }
+  return std::make_unique<NcclRequest>(*this, be_, deadline, done, std::move(sends), std::move(recvs), message);
 }
 
 std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key, const std::string& name) {

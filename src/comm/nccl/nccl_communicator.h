@@ -119,17 +119,20 @@ class NcclCommunicator final : public Communicator {
   void watch(std::chrono::steady_clock::time_point deadline, const std::function<bool()>& done,
              const std::function<std::string()>& timeout_message);
   // One collective: enters it in the domain, checks the family's health, issues the NCCL calls in one group
-  // behind the backend's queued work (issue_group), then either waits for the transfer (synchronous) or puts
-  // the backend's stream behind it (stream-ordered, join_compute).
+  // behind the backend's queued work (issue_group), then either waits for the transfer (synchronous) or tracks
+  // it and puts the backend's stream behind it (stream-ordered).
   void collective(const std::string& op, const std::function<void(FirstError&)>& issue);
   // Issues `issue` in an NCCL group on stream_ after the backend's queued work (it wrote the inputs, and may
   // still read buffers this call overwrites: Ring's double buffers) — on the host (synchronous) or through an
   // event (stream-ordered) — and waits until the communicator accepted the group.
   void issue_group(std::chrono::steady_clock::time_point deadline, const std::function<void(FirstError&)>& issue,
                    const std::function<std::string()>& timeout_message);
-  // Stream-ordered: records an event after what stream_ holds, makes the backend's stream wait for it and
-  // keeps it in flight with its deadline.
-  void join_compute(std::chrono::steady_clock::time_point deadline, std::function<std::string()> timeout_message);
+  // Stream-ordered: an event (from the rank's pool) recorded after what stream_ holds.
+  cudaEvent_t record_after_issued();
+  // Stream-ordered: keeps what stream_ holds in flight with its deadline (retire() times it).
+  void track(std::chrono::steady_clock::time_point deadline, std::function<std::string()> timeout_message);
+  // Makes the backend's stream wait for `done` (no host wait) and returns the event to the pool.
+  void join_compute(cudaEvent_t done);
   // Waits (polling, timed) until at most `keep` of this rank's transfers are in flight.
   void retire(size_t keep);
   // Polls (as watch() does) until everything queued on `stream` so far is complete.
