@@ -12,7 +12,8 @@
 # Env: MESHES (names of the meshes to run, default all); ONE_GPU=0 skips the 1-GPU references, ONE_GPU_ITERS
 # sets their timed runs (default ITERS); XDIT_MODES (default "eager compile"; compiling takes 1.5-2 min per
 # mesh), XDIT_COMPILE_MODE (default reduce-overhead, as xfuser's runner compiles FLUX.1-dev), FORWARD_ITERS
-# (default 5) single transformer forwards timed by xDiT too, PARADIT=0 skips paradit's runs. BUDGET_S (default 540): a run that would start past it is
+# (default 5) single transformer forwards timed by xDiT too, PARADIT=0 skips paradit's runs, PARADIT_FLAGS adds
+# flags to them (e.g. "--ulysses-chunks 2"). BUDGET_S (default 540): a run that would start past it is
 # skipped and the table printed with what finished; RUN_TIMEOUT_S (default 300) caps any one run. Eager xDiT runs
 # all go before compiled ones, so a tight budget loses compile rows first. The JSON rows, each with its run's
 # name, go to $OUT/multigpu_side_by_side.jsonl (or /tmp).
@@ -51,6 +52,8 @@ source "$HERE/budgeted_run.sh"
 if [[ ${PARADIT:-1} != 0 ]]; then
   for size in $SIZES; do
     common=("$BUILD/paradit" bench pipeline --device cuda --size "$size" --steps "$STEPS" --warmup 1 --json)
+    read -r -a extra_flags <<<"${PARADIT_FLAGS:-}"
+    common+=("${extra_flags[@]}")
     if [[ ${ONE_GPU:-1} != 0 ]]; then
       run "paradit_1gpu_$size" "${common[@]}" --iters "${ONE_GPU_ITERS:-$ITERS}"
       [[ " ${meshes[*]} " == *" 1 1"* ]] && run "paradit_1gpucfg_$size" "${common[@]}" --iters "${ONE_GPU_ITERS:-$ITERS}" --true-cfg

@@ -154,6 +154,17 @@ TEST_F(CliTest, SameSeedSameImage) {
   EXPECT_NE(a, c);
 }
 
+TEST_F(CliTest, UlyssesHeadChunksGiveTheSameImage) {
+  // tiny-flux's 3 heads over Ulysses 3 in 1 or 2 chunks (one empty on every rank): the same attention per head.
+  const auto run = [&](const std::string& chunks, const std::string& out) {
+    const CliRun r = generate({"-p", "a tree", "-W", "48", "-H", "32", "--steps", "2", "-q", "--device", "cpu",
+                               "--ulysses", "3", "--ulysses-chunks", chunks, "-o", out});
+    EXPECT_TRUE(r.exited && r.rc == 0) << r.err;
+    return read_png(path(out)).rgb;
+  };
+  EXPECT_EQ(run("1", "one.png"), run("2", "two.png"));
+}
+
 TEST_F(CliTest, InitLatentsReproduceDiffusersFromTheFolderAndFromSingleFiles) {
   const std::string fixtures = test::fixtures_dir() + "/pipeline/";
   const std::string model = test::fixtures_dir() + "/../../models/tiny-flux";
@@ -209,6 +220,7 @@ TEST_F(CliTest, BadFlagsExitNonZeroWithAClearMessage) {
       {{"-W", "64"}, 2, {"needs a prompt"}},
       {{"-p", "x", "--max-sequence-length", "600"}, 2, {"1..512"}},
       {{"-p", "x", "-b", "0"}, 2, {"--batch-count"}},
+      {{"-p", "x", "--ulysses-chunks", "-1"}, 2, {"--ulysses-chunks must be >= 0"}},
       {{"-p", "x", "--device", "tpu"}, 2, {"bad device 'tpu'"}},
       {{"-p", "x", "--dtype", "f8"}, 2, {"--dtype must be"}},
       {{"-p", "x", "--model", "/nonexistent/flux"}, 2, {"/nonexistent/flux is not a folder"}},

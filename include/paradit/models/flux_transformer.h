@@ -24,6 +24,8 @@ struct FluxParallel {
   // Tensor parallel group of a model loaded with FluxTensorShard{tp->rank(), tp->size()}; null for an unsharded
   // model.
   Communicator* tp = nullptr;
+  // Ulysses' all-to-all pipelined over this many chunks of heads (usp_attention's head_chunks; 0: by length).
+  int head_chunks = 0;
 
   int parts() const { return ulysses ? ulysses->size() * ring->size() : 1; }
   int part() const { return ulysses ? ulysses->rank() + ulysses->size() * ring->rank() : 0; }

@@ -138,7 +138,8 @@ void joint_attention(Backend& backend, const Workspace& ws) {
     // q, k and v side by side ([B, rows, 3, H, d]): Ulysses moves them in one all-to-all.
     const Tensor qkv = ws.qkv.unflatten(2, 3, ws.A).unflatten(3, ws.H, ws.d);
     usp_attention(backend, *ws.parallel->ulysses, *ws.parallel->ring,
-                  SequenceShard(ws.sequence, ws.parallel->parts()), out, Tensor(), qkv, scale);
+                  SequenceShard(ws.sequence, ws.parallel->parts()), out, Tensor(), qkv, scale,
+                  ws.parallel->head_chunks);
   }
 }
 
