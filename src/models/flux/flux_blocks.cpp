@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <initializer_list>
 #include <utility>
 
@@ -41,6 +42,47 @@ void modulation(Backend& backend, Workspace& ws, const Tensor& mod, const Linear
   const Tensor local = ws.mod_local.slice(1, 0, shard.count(ws.tp->rank()));
   backend.linear(local, ws.silu_temb, w.w, w.b, Epilogue::kNone);
   ws.tp->all_gather(mod, local, 1, shard.counts());
+}
+
+void precompute_modulations(Backend& backend, Workspace& ws, const std::vector<DoubleBlockWeights>& doubles,
+                            const std::vector<SingleBlockWeights>& singles, int first, int end, Communicator& group) {
+  const int U = group.size(), u = group.rank();
+  const int64_t D = ws.D, B = ws.silu_temb.size(0);
+  if ((6 * D) % U != 0 || (3 * D) % U != 0) return;
+  const int n_double = std::max(0, std::min(end, int(doubles.size())) - first);
+  const int first_single = std::max(first, int(doubles.size()));
+  const int n_single = std::max(0, end - first_single);
+  // One local buffer of every piece this rank computes ([doubles' streams, then singles] × [B, width / U]), and
+  // one all-gather into buffers laid out [piece, B, U, width / U], that is [piece, B, width].
+  const auto run = [&](int64_t pieces, int64_t width, const std::function<const Linear&(int64_t)>& weight) {
+    const int64_t w = width / U;
+    const Tensor local = backend.empty({pieces, B, w});
+    for (int64_t i = 0; i < pieces; ++i) {
+      const Linear& l = weight(i);
+      backend.linear(local.select(0, i), ws.silu_temb, l.w.slice(0, u * w, w),
+                     l.b.defined() ? l.b.slice(0, u * w, w) : Tensor(),
+                     Epilogue::kNone);
+    }
+    const Tensor whole = backend.empty({pieces, B, width});
+    std::vector<Tensor> from(static_cast<size_t>(U));
+    for (int p = 0; p < U; ++p) from[size_t(p)] = whole.unflatten(2, U, w).select(2, p);
+    group.all_gather_v(from, local);
+    return whole;
+  };
+  ws.pre_mods.assign(size_t(n_double + n_single), {});
+  ws.pre_first = first;
+  if (n_double > 0) {
+    const Tensor mods = run(2 * n_double, 6 * D, [&](int64_t i) -> const Linear& {
+      const DoubleBlockWeights& b = doubles[size_t(first + i / 2)];
+      return i % 2 == 0 ? b.txt.mod : b.img.mod;
+    });
+    for (int j = 0; j < n_double; ++j) ws.pre_mods[size_t(j)] = {mods.select(0, 2 * j), mods.select(0, 2 * j + 1)};
+  }
+  if (n_single > 0) {
+    const int skip = first_single - int(doubles.size());
+    const Tensor mods = run(n_single, 3 * D, [&](int64_t i) -> const Linear& { return singles[size_t(skip + i)].mod; });
+    for (int j = 0; j < n_single; ++j) ws.pre_mods[size_t(n_double + j)] = {Tensor(), mods.select(0, j)};
+  }
 }
 
 namespace {
@@ -181,7 +223,8 @@ struct Stream {
 }  // namespace
 
 void double_block(Backend& backend, const DoubleBlockWeights& w, Workspace& ws) {
-  const std::array<Tensor, 2> mods = ws.begin_block();
+  const std::array<Tensor, 2>* pre = ws.precomputed(ws.layer);
+  const std::array<Tensor, 2> mods = pre ? *pre : ws.begin_block();
   const Stream txt{w.txt, mods[0], 0, ws.T}, img{w.img, mods[1], ws.T, ws.N};
   const auto rows = [](const Tensor& t, const Stream& s) { return Workspace::rows(t, s.start, s.length); };
 
@@ -190,7 +233,7 @@ void double_block(Backend& backend, const DoubleBlockWeights& w, Workspace& ws) 
   // its modulation is a collective of the tp group, whose ranks hold the same rows.
   for (const Stream& s : {txt, img}) {
     if (s.length == 0) continue;
-    modulation(backend, ws, s.mod, s.w.mod);
+    if (!pre) modulation(backend, ws, s.mod, s.w.mod);
     ws.norm_modulate(backend, s.start, s.length, ws.chunk(s.mod, 0), ws.chunk(s.mod, 1));
     if (ws.H == 0) continue;
     backend.linear(rows(ws.qkv, s), rows(ws.zn, s), s.w.qkv.w, s.w.qkv.b, Epilogue::kNone);
@@ -213,8 +256,9 @@ void double_block(Backend& backend, const DoubleBlockWeights& w, Workspace& ws) 
 }
 
 void single_block(Backend& backend, const SingleBlockWeights& w, Workspace& ws) {
-  const Tensor mod = ws.begin_block()[1].slice(1, 0, 3 * ws.D);
-  modulation(backend, ws, mod, w.mod);
+  const std::array<Tensor, 2>* pre = ws.precomputed(ws.layer);
+  const Tensor mod = pre ? (*pre)[1] : ws.begin_block()[1].slice(1, 0, 3 * ws.D);
+  if (!pre) modulation(backend, ws, mod, w.mod);
   ws.norm_modulate(backend, 0, ws.T + ws.N, ws.chunk(mod, 0), ws.chunk(mod, 1));
   // linear1 as two GEMMs over the same input: q|k|v, and the MLP straight into cat's columns [A, A+M).
   if (ws.H > 0) backend.linear(ws.qkv, ws.zn, w.qkv.w, w.qkv.b, Epilogue::kNone);

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <array>
+#include <vector>
 
 #include "models/flux/flux_weights.h"
 #include "paradit/backend/backend.h"
@@ -40,6 +41,10 @@ struct Workspace {
   int mod_set = 0;         // the set of the current block
   Tensor pending_gate[2];  // [stream] [B, D]: gate of the update pending on that stream's rows, or undefined
   Tensor mod_local;   // [B, ≤ 6D]: this rank's piece of a modulation before the all-gather (tensor parallel)
+  // Every held block's {text, image} modulation, computed before the blocks run (precompute_modulations), from
+  // block index pre_first on; empty when each block computes its own. A single block's is the image slot.
+  std::vector<std::array<Tensor, 2>> pre_mods;
+  int pre_first = 0;
   Tensor silu_temb;   // [B, D]: SiLU(temb), the input of every modulation linear
   Tensor cos, sin;    // f32 [T+N, d]: RoPE tables
   // Sequence parallelism: null when this rank holds the whole sequence; else its group and the length of the
@@ -72,6 +77,10 @@ struct Workspace {
     mod_set ^= 1;
     return {mod_sets[mod_set][0], mod_sets[mod_set][1]};
   }
+  // The precomputed modulations of block `layer`, or none (empty array) when blocks compute their own.
+  const std::array<Tensor, 2>* precomputed(int block) const {
+    return pre_mods.empty() ? nullptr : &pre_mods[size_t(block - pre_first)];
+  }
   // zn = LN(z)·(1 + scale) + shift on rows [start, start + length), applying first the residual update pending on
   // those rows (each stream's part with its own gate).
   void norm_modulate(Backend& backend, int64_t start, int64_t length, const Tensor& shift, const Tensor& scale);
@@ -86,6 +95,13 @@ inline constexpr float kNormEps = 1e-6f;  // every LayerNorm and q/k RMSNorm of 
 // mod = silu_temb·wᵀ + b, mod [B, width]: under tensor parallelism this rank's rows of w give its piece of mod
 // (SequenceShard(width, tp)), all-gathered.
 void modulation(Backend& backend, Workspace& ws, const Tensor& mod, const Linear& w);
+
+// Under Ulysses without tensor parallelism: every modulation of blocks [first, end) at once, before the blocks
+// run — each rank of the Ulysses group computes its SequenceShard of every modulation's columns (its rows of the
+// weights) and one all-gather assembles them, instead of every rank computing all of them (a quarter of FLUX's
+// weights read per forward). Leaves ws.pre_mods empty when a width does not divide over the group.
+void precompute_modulations(Backend& backend, Workspace& ws, const std::vector<DoubleBlockWeights>& doubles,
+                            const std::vector<SingleBlockWeights>& singles, int first, int end, Communicator& group);
 
 void double_block(Backend& backend, const DoubleBlockWeights& w, Workspace& ws);
 void single_block(Backend& backend, const SingleBlockWeights& w, Workspace& ws);
