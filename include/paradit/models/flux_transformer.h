@@ -26,6 +26,9 @@ struct FluxParallel {
   Communicator* tp = nullptr;
   // Ulysses' all-to-all pipelined over this many chunks of heads (usp_attention's head_chunks; 0: by length).
   int head_chunks = 0;
+  // The whole sequence-parallel group (ulysses × ring), over which work every rank would repeat is shared out
+  // (the adaLN modulations); null: the Ulysses group alone.
+  Communicator* sp = nullptr;
 
   int parts() const { return ulysses ? ulysses->size() * ring->size() : 1; }
   int part() const { return ulysses ? ulysses->rank() + ulysses->size() * ring->rank() : 0; }

@@ -96,8 +96,8 @@ inline constexpr float kNormEps = 1e-6f;  // every LayerNorm and q/k RMSNorm of 
 // (SequenceShard(width, tp)), all-gathered.
 void modulation(Backend& backend, Workspace& ws, const Tensor& mod, const Linear& w);
 
-// Under Ulysses without tensor parallelism: every modulation of blocks [first, end) at once, before the blocks
-// run — each rank of the Ulysses group computes its SequenceShard of every modulation's columns (its rows of the
+// Under sequence parallelism without tensor parallelism: every modulation of blocks [first, end) at once, before
+// the blocks run — each rank of `group` (the SP group, whose ranks share the conditioning) computes its SequenceShard of every modulation's columns (its rows of the
 // weights) and one all-gather assembles them, instead of every rank computing all of them (a quarter of FLUX's
 // weights read per forward). Leaves ws.pre_mods empty when a width does not divide over the group.
 void precompute_modulations(Backend& backend, Workspace& ws, const std::vector<DoubleBlockWeights>& doubles,

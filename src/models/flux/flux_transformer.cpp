@@ -143,9 +143,9 @@ class FluxModel final : public FluxTransformer {
     const Tensor temb = conditioning(in, B);
     report("temb", temb);
     backend_.silu(ws.silu_temb, temb);
-    if (ws.parallel != nullptr && ws.tp == nullptr && ws.parallel->ulysses->size() > 1)
-      precompute_modulations(backend_, ws, w_.double_blocks, w_.single_blocks, blocks_.begin, blocks_.end,
-                             *ws.parallel->ulysses);
+    Communicator* share = ws.parallel ? (ws.parallel->sp ? ws.parallel->sp : ws.parallel->ulysses) : nullptr;
+    if (share != nullptr && ws.tp == nullptr && share->size() > 1)
+      precompute_modulations(backend_, ws, w_.double_blocks, w_.single_blocks, blocks_.begin, blocks_.end, *share);
 
     run_blocks(ws, tap);
     return final_layer(ws, B, tap);
