@@ -99,18 +99,19 @@ void Staged::unpack(Backend& be) const {
 
 // ---- Requests ----
 
-// The batch's transfers run on the communicator's stream. Synchronous, wait() polls their completion. Stream-
-// ordered (as the communicator was when the batch started: `done` is then recorded after the batch, which the
-// rank's in-flight list also times from the start), wait() puts the backend's stream behind `done` — the
-// buffers may then go, since whatever the backend does with their memory afterwards runs after the transfers.
+// The batch's transfers run on the communicator's stream; `done` is recorded right after them. Synchronous,
+// wait() polls it. Stream-ordered (as the communicator was when the batch started; the rank's in-flight list
+// then also times the batch from the start), wait() puts the backend's stream behind it — the buffers may then
+// go, since whatever the backend does with their memory afterwards runs after the transfers.
 class NcclRequest final : public CommRequest {
  public:
-  NcclRequest(NcclCommunicator& comm, Backend& be, Clock::time_point deadline, cudaEvent_t done,
+  NcclRequest(NcclCommunicator& comm, Backend& be, Clock::time_point deadline, cudaEvent_t done, bool stream_ordered,
               std::vector<Staged> sends, std::vector<Staged> recvs, std::string timeout_message)
       : comm_(comm),
         be_(be),
         deadline_(deadline),
         done_(done),
+        stream_ordered_(stream_ordered),
         sends_(std::move(sends)),
         recvs_(std::move(recvs)),
         timeout_message_(std::move(timeout_message)) {}
@@ -126,10 +127,11 @@ class NcclRequest final : public CommRequest {
   void wait() override {
     if (complete_) return;
     complete_ = true;
-    if (done_) {
-      comm_.join_compute(std::exchange(done_, nullptr));
+    if (stream_ordered_) {
+      comm_.join_compute(done_);  // returns the event to the pool
     } else {
-      comm_.wait_queue(comm_.stream_, deadline_, [this] { return timeout_message_; });
+      comm_.in_flight_->spare.push_back(done_);  // not recorded again before the poll below ends
+      comm_.watch_event(done_, deadline_, [this] { return timeout_message_; });
     }
     for (const Staged& r : recvs_) r.unpack(be_);
   }
@@ -138,7 +140,8 @@ class NcclRequest final : public CommRequest {
   NcclCommunicator& comm_;
   Backend& be_;
   Clock::time_point deadline_;
-  cudaEvent_t done_;  // stream-ordered: recorded after the batch; null once joined, or synchronous
+  cudaEvent_t done_;  // from the rank's pool, recorded after the batch
+  bool stream_ordered_;
   std::vector<Staged> sends_, recvs_;  // kept alive until the transfers are complete (or the stream is behind them)
   std::string timeout_message_;
   bool complete_ = false;
@@ -408,14 +411,11 @@ std::unique_ptr<CommRequest> NcclCommunicator::start(std::vector<P2POp> ops) {
         }
       },
       [&] { return message; });
-  cudaEvent_t done = nullptr;
-  if (in_flight_->stream_ordered) {
-    // Timed and counted from now, not from wait(): a batch waited for much later (patch parallel's, a step
-    // later) still bounds how far this rank runs ahead.
-    track(deadline, [message] { return message; });
-    done = record_after_issued();
-  }
-  return std::make_unique<NcclRequest>(*this, be_, deadline, done, std::move(sends), std::move(recvs), message);
+  // Stream-ordered, timed and counted from now, not from wait(): a batch waited for much later (patch
+  // parallel's, a step later) still bounds how far this rank runs ahead.
+  if (in_flight_->stream_ordered) track(deadline, [message] { return message; });
+  return std::make_unique<NcclRequest>(*this, be_, deadline, record_after_issued(), in_flight_->stream_ordered,
+                                       std::move(sends), std::move(recvs), message);
 }
 
 std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key, const std::string& name) {
