@@ -1,5 +1,6 @@
 // `mpirun -np 2 paradit generate --device cpu --ulysses 2` (one rank per process, the MPI communicator) against the
-// single-process run of the same request: the same PNG within 1/255, written and reported by world rank 0 alone.
+// single-process run of the same request: the same PNG within 1/255, written and reported by world rank 0 alone;
+// data parallel and PipeFusion (whose prompts another rank encodes) too.
 // Not itself started by mpirun: it runs the built binary (PARADIT_CLI) both ways, mpirun as PARADIT_MPIRUN says.
 #include <sys/wait.h>
 #include <unistd.h>
@@ -82,6 +83,17 @@ TEST_F(MpiGenerate, DataParallelImagesComeBackToRankZero) {
   CliRun two;
   ASSERT_NO_FATAL_FAILURE(run_both(request, "--dp 2", &two));
   for (int i : {1, 2}) expect_same_png("one_" + std::to_string(i) + ".png", "two_" + std::to_string(i) + ".png", 32, 32);
+}
+
+TEST_F(MpiGenerate, PipeFusionEncodesOnTheLastStageAndItsWarningsReachRankZero) {
+  // World rank 1 (the last stage) encodes; the prompt is over 7 T5 tokens, so it warns, and rank 0 reports it.
+  const std::string request =
+      "-p 'a red fox jumping over a sleeping dog in the deep snow' --device cpu -W 48 -H 32 --steps 2 --seed 7 "
+      "--max-sequence-length 7 --json";
+  CliRun two;
+  ASSERT_NO_FATAL_FAILURE(run_both(request, "--pipefusion 2 --warmup-steps 2", &two));
+  EXPECT_NE(two.out.find("prompt truncated for T5"), std::string::npos) << two.out;
+  expect_same_png("one.png", "two.png", 48, 32);
 }
 
 TEST_F(MpiGenerate, AMeshThatDoesNotFitTheProcessesIsRefused) {
