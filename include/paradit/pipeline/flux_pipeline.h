@@ -91,8 +91,8 @@ struct FluxPipelineOptions {
   bool release_text_encoders = false;
   // Decode large images tile by tile (diffusers' enable_tiling()).
   bool vae_tiling = false;
-  // False for the ranks of a parallel engine that never encode prompts (generate_rank: world rank 0 encodes
-  // and broadcasts the embeddings): their text encoders are loaded only if they are ever asked to encode, which
+  // False for the ranks of a parallel engine that never encode prompts (generate_rank: the rank
+  // flux_prompt_encoder_rank names encodes and broadcasts the embeddings): their text encoders are loaded only if they are ever asked to encode, which
   // saves FLUX.1's 10 GB of T5-XXL and CLIP on every other device, and their load is logged at debug level.
   bool encodes_prompts = true;
   // The share of the transformer's weights this rank loads (tensor parallelism: the engine sets the rank's tp
