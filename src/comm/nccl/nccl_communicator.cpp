@@ -366,7 +366,8 @@ void NcclCommunicator::collective(const std::string& op, const std::function<voi
   issue_group(deadline, issue, message);
   if (in_flight_->stream_ordered) {
     track(deadline, std::move(message));
-    join_compute(record_after_issued());
+    // The backend's stream waits on the tracked event itself: it is recorded again only after it is retired.
+    check_cuda(cudaStreamWaitEvent(compute_, in_flight_->transfers.back().done, 0), "cudaStreamWaitEvent");
     return;
   }
   wait_queue(stream_, deadline, message);
