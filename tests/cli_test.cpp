@@ -220,7 +220,7 @@ TEST_F(CliTest, BadFlagsExitNonZeroWithAClearMessage) {
       {{"-W", "64"}, 2, {"needs a prompt"}},
       {{"-p", "x", "--max-sequence-length", "600"}, 2, {"1..512"}},
       {{"-p", "x", "-b", "0"}, 2, {"--batch-count"}},
-      {{"-p", "x", "--ulysses-chunks", "-1"}, 2, {"--ulysses-chunks must be >= 0"}},
+      {{"-p", "x", "--ulysses-chunks", "0"}, 2, {"--ulysses-chunks must be >= 1"}},
       {{"-p", "x", "--device", "tpu"}, 2, {"bad device 'tpu'"}},
       {{"-p", "x", "--dtype", "f8"}, 2, {"--dtype must be"}},
       {{"-p", "x", "--model", "/nonexistent/flux"}, 2, {"/nonexistent/flux is not a folder"}},

@@ -18,13 +18,14 @@ struct Case {
   int ulysses, ring;
   int64_t batch, length, heads, head_dim;
   bool packed_qkv;  // q, k, v side by side in one [B, S, 3, H, d] buffer (the packed overload)
-  int head_chunks = 0;  // packed: Ulysses pipelined over this many chunks of heads (0: automatic)
+  int head_chunks = 1;  // packed: Ulysses pipelined over this many chunks of heads
+  bool posted = false;  // packed, in two calls (PostedUspAttention) with other work between them
 };
 
 std::string name(const Case& c) {
   return "ulysses " + std::to_string(c.ulysses) + " ring " + std::to_string(c.ring) + " B " + std::to_string(c.batch) +
          " L " + std::to_string(c.length) + " H " + std::to_string(c.heads) + (c.packed_qkv ? " packed" : "") +
-         (c.head_chunks ? " chunks " + std::to_string(c.head_chunks) : "");
+         (c.head_chunks > 1 ? " chunks " + std::to_string(c.head_chunks) : "") + (c.posted ? " posted" : "");
 }
 
 void check_case(const Case& c) {
@@ -59,8 +60,16 @@ void check_case(const Case& c) {
     be->copy(kl, k.slice(1, start, n));
     be->copy(vl, v.slice(1, start, n));
     const Tensor out = test::poisoned_host(local), lse = test::poisoned_host({c.batch, c.heads, n});
-    if (c.packed_qkv)
+    if (c.posted) {
+      PostedUspAttention attention(*be, *g.ulysses, *g.ring, shard, out, lse, qkv, scale, c.head_chunks);
+      // The caller's own work while the transfers are under way (a single block's MLP GEMM).
+      const Tensor x = test::random_host({1, n + 1, 8}, 40 + uint64_t(s)), w = test::random_host({5, 8}, 41);
+      const Tensor y = be->empty({1, n + 1, 5});
+      be->linear(y, x, w, Tensor(), Epilogue::kNone);
+      attention.finish();
+    } else if (c.packed_qkv) {
       usp_attention(*be, *g.ulysses, *g.ring, shard, out, lse, qkv, scale, c.head_chunks);
+    }
     else
       usp_attention(*be, *g.ulysses, *g.ring, shard, out, lse, ql, kl, vl, scale);
     // Each rank writes its own token range of the gathered result.
@@ -94,6 +103,11 @@ TEST(UspAttention, UlyssesPipelinedOverHeadChunks) {
       for (int64_t heads : {5, 7}) check_case({u, r, 1, 29, heads, 16, true, chunks});
   check_case({2, 2, 2, 37, 6, 16, true, 2});
   check_case({4, 2, 1, 29, 2, 16, true, 2});  // ranks without heads
+}
+
+TEST(UspAttention, PostedInTwoCallsWithWorkBetween) {
+  for (auto [u, r] : {std::pair{1, 3}, {2, 1}, {3, 2}, {4, 2}, {8, 1}})
+    for (int chunks : {1, 2}) check_case({u, r, 2, 29, 5, 16, true, chunks, true});
 }
 
 TEST(UspAttention, MoreUlyssesRanksThanHeads) {

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "../src/models/vae/vae_internal.h"
+#include "../src/models/vae/vae_postprocess.h"
 #include "paradit/io/safetensors.h"
 #include "paradit/models/vae.h"
 #include "test_util.h"
@@ -345,6 +347,35 @@ TEST(VaeCheckpoint, WrongShapeNamesFileAndTensor) {
                {other, "decoder.conv_in.weight"});
   expect_error([&] { VaeDecoder::load(*backend, s.path("nothing_here")); }, StatusCode::kNotFound,
                {"nothing_here"});
+}
+
+// The 8-bit conversion against numpy's arithmetic written out plainly ((y·0.5 + 0.5).clip(0, 1)·255, round half
+// to even, NaN → 0): random values, the edges, values either side of every half step, and an image large
+// enough to be converted by several threads.
+TEST(VaeToRgb8, MatchesNumpyRounding) {
+  std::vector<float> values = {std::nanf(""), INFINITY, -INFINITY, -1.0f, 1.0f, 0.0f, -2.0f, 3.0f, -0.0f};
+  for (int k = 0; k < 256; ++k) {
+    const float half = ((float(k) + 0.5f) / 255.0f) * 2.0f - 1.0f;
+    values.insert(values.end(), {half, std::nextafter(half, -2.0f), std::nextafter(half, 2.0f)});
+  }
+  const int64_t H = 640, W = 700;  // 1.3 M values: threaded
+  const Tensor random = test::random_host({1, H, W, 3}, 77);
+  Tensor y = Tensor::empty({1, H, W, 3}, DType::kF32, cpu_allocator());
+  std::copy_n(random.data_as<float>(), y.numel(), y.data_as<float>());
+  std::copy(values.begin(), values.end(), y.data_as<float>() + 1000);
+  const std::vector<Rgb8Image> got = vae::to_rgb8(y);
+  ASSERT_EQ(got.size(), 1u);
+  ASSERT_EQ(int64_t(got[0].pixels.size()), y.numel());
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    const float s = std::clamp(y.data_as<float>()[i] * 0.5f + 0.5f, 0.0f, 1.0f) * 255.0f;
+    const uint8_t want = std::isnan(s) ? uint8_t(0) : uint8_t(std::nearbyint(s));
+    wrong += got[0].pixels[size_t(i)] != want;
+  }
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(got[0].pixels[1000], 0);    // NaN
+  EXPECT_EQ(got[0].pixels[1001], 255);  // +inf
+  EXPECT_EQ(got[0].pixels[1002], 0);    // -inf
 }
 
 }  // namespace

@@ -67,82 +67,28 @@ void run_block_attention(Backend& be, Communicator& ulysses, Communicator& ring,
   if (lse.defined()) ulysses_gather_heads(ulysses, blk, heads, lse, lb, 2, 1);
 }
 
-// Sequences at least this long per ring block (on average) pipeline Ulysses over two chunks of heads: each
-// attention call then has half the heads, which still fills an H100's SMs at this length, and half of the
-// all-to-alls runs behind the other half's attention. Shorter sequences keep one chunk: their transfers are
-// short and a half-head attention would leave SMs idle.
-constexpr int64_t kPipelinedBlockTokens = 8192;
-
-int resolve_head_chunks(int requested, const SequenceShard& shard, int64_t heads, int U, int R) {
-  PD_REQUIRE(requested >= 0, "usp_attention: head_chunks must be >= 0 (0: automatic), got ", requested);
-  if (requested > 0) return requested;
-  // Decided from what every rank of the SP group knows alike, so that all post the same transfers.
-  return shard.length() / R >= kPipelinedBlockTokens && heads >= 2 * U ? 2 : 1;
-}
-
-// Packed qkv [B, S_me, 3, H, d] with the heads cut in `chunks` (chunk c of Ulysses rank p: part c of p's heads):
-// every chunk's all-to-all is posted at once; then for each chunk in turn, attention over the ring blocks as soon
-// as its heads have arrived, and its inverse all-to-all posted behind it. On a device transport the transfers run
-// beside the attention of the chunk before (stream-ordered, the GPU overlaps them).
-void pipelined_heads_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
-                               const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int chunks) {
-  const int U = ulysses.size(), u = ulysses.rank(), R = ring.size();
-  const int64_t B = qkv.size(0), D = qkv.size(4);
-  const BlockLayout blk{shard, U, ring.rank()};
-  const SequenceShard heads(qkv.size(3), U);
-  std::vector<int64_t> kv_lengths(R);
-  for (int j = 0; j < R; ++j) kv_lengths[j] = BlockLayout{shard, U, j}.length();
-  // Where chunk c of rank p's heads starts among all heads, and how many it has.
-  const auto chunk_start = [&](int p, int c) { return heads.start(p) + SequenceShard(heads.count(p), chunks).start(c); };
-  const auto chunk_count = [&](int p, int c) { return SequenceShard(heads.count(p), chunks).count(c); };
-
-  std::vector<Tensor> arrived(chunks);
-  std::vector<std::unique_ptr<CommRequest>> scatter(chunks), gather(chunks);
-  for (int c = 0; c < chunks; ++c) {
-    arrived[c] = be.empty({B, blk.length(), 3, chunk_count(u, c), D}, qkv.dtype());
-    std::vector<P2POp> ops;
-    for (int p = 0; p < U; ++p) {
-      ops.push_back(P2POp::send(qkv.slice(-2, chunk_start(p, c), chunk_count(p, c)), p));
-      ops.push_back(P2POp::recv(arrived[c].slice(1, blk.offset(p), blk.count(p)), p));
-    }
-    scatter[c] = ulysses.start(std::move(ops));
-  }
-  for (int c = 0; c < chunks; ++c) {
-    scatter[c]->wait();
-    const Tensor& x = arrived[c];
-    const Tensor ob = be.empty({B, blk.length(), chunk_count(u, c), D}, out.dtype());
-    const Tensor lb = lse.defined() ? be.empty({B, chunk_count(u, c), blk.length()}, DType::kF32) : Tensor();
-    ring_attention(be, ring, kv_lengths, ob, lb, x.select(2, 0), x.select(2, 1), x.select(2, 2), scale);
-    std::vector<P2POp> ops;
-    for (int p = 0; p < U; ++p) {
-      ops.push_back(P2POp::send(ob.slice(1, blk.offset(p), blk.count(p)), p));
-      ops.push_back(P2POp::recv(out.slice(2, chunk_start(p, c), chunk_count(p, c)), p));
-      if (lse.defined()) {
-        ops.push_back(P2POp::send(lb.slice(2, blk.offset(p), blk.count(p)), p));
-        ops.push_back(P2POp::recv(lse.slice(1, chunk_start(p, c), chunk_count(p, c)), p));
-      }
-    }
-    gather[c] = ulysses.start(std::move(ops));
-  }
-  for (auto& g : gather) g->wait();
-}
-
 }  // namespace
 
-void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
-                   const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int head_chunks) {
+// Packed qkv [B, S_me, 3, H, d] with the heads cut in `chunks` (chunk c of Ulysses rank p: part c of p's heads):
+// the constructor posts every chunk's all-to-all; finish() runs, for each chunk in turn, attention over the ring
+// blocks as soon as its heads have arrived, and posts its inverse all-to-all behind it. On a device transport the
+// transfers run beside whatever the GPU does meanwhile: the caller's work between the two calls, the attention
+// of the chunk before.
+PostedUspAttention::PostedUspAttention(Backend& be, Communicator& ulysses, Communicator& ring,
+                                       const SequenceShard& shard, const Tensor& out, const Tensor& lse,
+                                       const Tensor& qkv, float scale, int head_chunks)
+    : be_(be), ulysses_(ulysses), ring_(ring), shard_(shard), out_(out), lse_(lse), qkv_(qkv), scale_(scale),
+      chunks_(head_chunks) {
   PD_REQUIRE(qkv.defined() && qkv.dim() == 5 && qkv.size(2) == 3, "usp_attention: qkv must be [B, S, 3, H, d], got ",
              qkv.defined() ? qkv.desc() : std::string("an undefined tensor"));
+  PD_REQUIRE(head_chunks >= 1, "usp_attention: head_chunks must be at least 1, got ", head_chunks);
   const int U = ulysses.size(), R = ring.size();
-  if (U == 1) {  // Ring alone moves k and v as they are
-    usp_attention(be, ulysses, ring, shard, out, lse, qkv.select(2, 0), qkv.select(2, 1), qkv.select(2, 2), scale);
-    return;
-  }
-  // The checks of the general form, then one all-to-all for q, k and v: each rank's heads of every token, packed
-  // [B, S, 3, heads, d] per peer, landing in rows of one [B, block, 3, my heads, d] buffer.
+  if (U == 1) return;  // Ring alone moves k and v as they are, in finish()
+  // The checks of the general form, then q, k and v together: each rank's heads of every token, packed
+  // [B, S, 3, heads, d] per peer, landing in rows of one [B, block, 3, my heads, d] buffer per chunk.
   PD_REQUIRE(shard.parts() == U * R, "usp_attention: the sequence is cut in ", shard.parts(),
              " parts but the SP group is ulysses ", U, " × ring ", R);
-  const int s = ulysses.rank() + U * ring.rank();
+  const int s = ulysses.rank() + U * ring.rank(), u = ulysses.rank();
   const int64_t B = qkv.size(0), H = qkv.size(3), S = shard.count(s);
   const Shape local = {B, S, H, qkv.size(4)};
   PD_REQUIRE(qkv.size(1) == S && out.shape() == local, "usp_attention: SP rank ", s, " holds ", S,
@@ -150,8 +96,68 @@ void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const
              out.desc());
   PD_REQUIRE(!lse.defined() || (lse.dtype() == DType::kF32 && lse.shape() == Shape{B, H, S}),
              "usp_attention: lse must be f32", shape_str({B, H, S}), ", got ", lse.desc());
-  pipelined_heads_attention(be, ulysses, ring, shard, out, lse, qkv, scale,
-                            resolve_head_chunks(head_chunks, shard, H, U, R));
+  const BlockLayout blk{shard_, U, ring.rank()};
+  arrived_.resize(size_t(chunks_));
+  scatter_.resize(size_t(chunks_));
+  for (int c = 0; c < chunks_; ++c) {
+    arrived_[size_t(c)] = be.empty({B, blk.length(), 3, chunk_count(u, c), qkv.size(4)}, qkv.dtype());
+    std::vector<P2POp> ops;
+    for (int p = 0; p < U; ++p) {
+      ops.push_back(P2POp::send(qkv.slice(-2, chunk_start(p, c), chunk_count(p, c)), p));
+      ops.push_back(P2POp::recv(arrived_[size_t(c)].slice(1, blk.offset(p), blk.count(p)), p));
+    }
+    scatter_[size_t(c)] = ulysses.start(std::move(ops));
+  }
+}
+
+PostedUspAttention::~PostedUspAttention() = default;
+
+int64_t PostedUspAttention::chunk_start(int p, int c) const {
+  const SequenceShard heads(qkv_.size(3), ulysses_.size());
+  return heads.start(p) + SequenceShard(heads.count(p), chunks_).start(c);
+}
+
+int64_t PostedUspAttention::chunk_count(int p, int c) const {
+  return SequenceShard(SequenceShard(qkv_.size(3), ulysses_.size()).count(p), chunks_).count(c);
+}
+
+void PostedUspAttention::finish() {
+  PD_REQUIRE(!finished_, "usp_attention: finish() called twice");
+  finished_ = true;
+  const int U = ulysses_.size(), u = ulysses_.rank(), R = ring_.size();
+  if (U == 1) {
+    usp_attention(be_, ulysses_, ring_, shard_, out_, lse_, qkv_.select(2, 0), qkv_.select(2, 1), qkv_.select(2, 2),
+                  scale_);
+    return;
+  }
+  const int64_t B = qkv_.size(0), D = qkv_.size(4);
+  const BlockLayout blk{shard_, U, ring_.rank()};
+  std::vector<int64_t> kv_lengths(R);
+  for (int j = 0; j < R; ++j) kv_lengths[j] = BlockLayout{shard_, U, j}.length();
+  std::vector<std::unique_ptr<CommRequest>> gather(static_cast<size_t>(chunks_));
+  for (int c = 0; c < chunks_; ++c) {
+    scatter_[size_t(c)]->wait();
+    const Tensor& x = arrived_[size_t(c)];
+    const Tensor ob = be_.empty({B, blk.length(), chunk_count(u, c), D}, out_.dtype());
+    const Tensor lb = lse_.defined() ? be_.empty({B, chunk_count(u, c), blk.length()}, DType::kF32) : Tensor();
+    ring_attention(be_, ring_, kv_lengths, ob, lb, x.select(2, 0), x.select(2, 1), x.select(2, 2), scale_);
+    std::vector<P2POp> ops;
+    for (int p = 0; p < U; ++p) {
+      ops.push_back(P2POp::send(ob.slice(1, blk.offset(p), blk.count(p)), p));
+      ops.push_back(P2POp::recv(out_.slice(2, chunk_start(p, c), chunk_count(p, c)), p));
+      if (lse_.defined()) {
+        ops.push_back(P2POp::send(lb.slice(2, blk.offset(p), blk.count(p)), p));
+        ops.push_back(P2POp::recv(lse_.slice(1, chunk_start(p, c), chunk_count(p, c)), p));
+      }
+    }
+    gather[size_t(c)] = ulysses_.start(std::move(ops));
+  }
+  for (auto& g : gather) g->wait();
+}
+
+void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
+                   const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int head_chunks) {
+  PostedUspAttention(be, ulysses, ring, shard, out, lse, qkv, scale, head_chunks).finish();
 }
 
 void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,

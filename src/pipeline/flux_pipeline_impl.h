@@ -112,6 +112,8 @@ class Pipeline final : public FluxPipeline {
   uint64_t random_seed_ = 0;
   // The shapes denoise_rows has run to the end (StreamOrderScope).
   std::set<LoopShape> warm_loop_shapes_;
+  // The sizes decode_parallel has decoded (its first decode of a size builds plans synchronously).
+  std::set<LoopShape> warm_decode_shapes_;
 };
 
 // Throws unless the transformer takes and gives FLUX.1 text-to-image latents (64 channels: 16 packed 2x2).

@@ -154,8 +154,17 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
 
     const Tensor final = backend_.download_f32(whole);
     start = std::chrono::steady_clock::now();
-    std::vector<Rgb8Image> decoded = parallel_decode ? decode_parallel(final, req.width, req.height, *g.vae)
-                                                     : decode(final, req.width, req.height);
+    std::vector<Rgb8Image> decoded;
+    if (parallel_decode) {
+      // A decode of a size every rank has decoded before runs stream-ordered (a one-step loop to
+      // StreamOrderScope): its halo exchanges and GroupNorm all-reduces no longer stop the host.
+      StreamOrderScope order(backend_, g.vae.get(), warm_decode_shapes_, {req.width, req.height, 0, 0});
+      order.before_step(0);
+      decoded = decode_parallel(final, req.width, req.height, *g.vae);
+      order.finish();
+    } else {
+      decoded = decode(final, req.width, req.height);
+    }
     r.timings.decode_s += seconds_since(start);
     if (!decodes) continue;
     std::copy_n(final.data_as<float>(), N * channels, r.latents.data_as<float>() + k * N * channels);

@@ -1,5 +1,6 @@
-// Stream order for the transfers of a denoising loop (Communicator::set_stream_ordered), switched on only where
-// it is safe: after every rank of the image's group has run the loop's shapes once synchronously.
+// Stream order for the transfers of a denoising loop or a parallel decode (Communicator::set_stream_ordered),
+// switched on only where it is safe: after every rank of the image's group has run the same shapes once
+// synchronously. A decode is a loop of one step: stream-ordered when warm, else synchronous.
 #pragma once
 
 #include <array>

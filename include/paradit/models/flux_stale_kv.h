@@ -15,9 +15,9 @@ namespace paradit {
 
 // PipeFusion: a stage runs patch after patch; the buffer rows of patches already run this step are fresh, the
 // rest hold the last step's K/V. Under sequence parallelism within the stage (`sp` set), the patch's rows are cut
-// over the SP group by SequenceShard and attention goes Ulysses' way: an all-to-all gives each rank every row of
-// the patch for its share of the heads (SequenceShard(H, sp size)), whose K/V it keeps — a buffer of 1/U of
-// the heads — and another brings the attention of its own rows back, all heads.
+// over the SP group by SequenceShard and each rank gathers the whole patch's fresh K/V into its buffer (an
+// all-gather of the rows of k and v, as much data as Ulysses' all-to-all would move), so its queries meet every
+// key with plain attention.
 class PipeFusionKv final : public FluxKvAttention {
  public:
   explicit PipeFusionKv(Communicator* sp = nullptr) : sp_(sp) {}
@@ -34,7 +34,7 @@ class PipeFusionKv final : public FluxKvAttention {
  private:
   Communicator* sp_;
   int64_t sequence_ = 0, first_ = 0, rows_ = 0;
-  std::map<int, std::pair<Tensor, Tensor>> kv_;  // block → K, V [B, sequence, this rank's heads, d]
+  std::map<int, std::pair<Tensor, Tensor>> kv_;  // block → K, V [B, sequence, H, d]
 };
 
 // Patch parallel (DistriFusion): rank p of `group` owns rows SequenceShard(sequence, size).part p for every block.

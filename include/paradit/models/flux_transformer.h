@@ -24,8 +24,8 @@ struct FluxParallel {
   // Tensor parallel group of a model loaded with FluxTensorShard{tp->rank(), tp->size()}; null for an unsharded
   // model.
   Communicator* tp = nullptr;
-  // Ulysses' all-to-all pipelined over this many chunks of heads (usp_attention's head_chunks; 0: by length).
-  int head_chunks = 0;
+  // Ulysses' all-to-all pipelined over this many chunks of heads (usp_attention's head_chunks).
+  int head_chunks = 1;
   // The whole sequence-parallel group (ulysses × ring), over which work every rank would repeat is shared out
   // (the adaLN modulations); null: the Ulysses group alone.
   Communicator* sp = nullptr;

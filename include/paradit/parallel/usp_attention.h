@@ -8,6 +8,9 @@
 // counted once, whatever the lengths.
 #pragma once
 
+#include <memory>
+#include <vector>
+
 #include "paradit/backend/backend.h"
 #include "paradit/comm/communicator.h"
 #include "paradit/parallel/sequence_shard.h"
@@ -23,10 +26,39 @@ void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const
 
 // The same with q, k and v side by side, qkv [B, shard.count(s), 3, H, d] (a fused QKV projection's output):
 // Ulysses then moves all three together. head_chunks > 1 pipelines it over that many chunks of each rank's
-// heads — chunk c's attention runs while chunk c + 1 arrives and chunk c − 1 goes back — and 0 picks the count
-// from the sequence length (two chunks for long sequences, else one). Every rank of the SP group passes the
-// same value.
+// heads — chunk c's attention runs while chunk c + 1 arrives and chunk c − 1 goes back. Every rank of the SP
+// group passes the same value.
 void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
-                   const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int head_chunks = 0);
+                   const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int head_chunks = 1);
+
+// The packed form in two calls, so that the caller's own GPU work runs beside the transfers: the constructor
+// posts q, k and v on their way, finish() attends as they arrive and brings each rank its rows back (into out
+// and lse). qkv, out and lse must live until finish(); every rank of the group calls both at the same point of
+// its sequence of collectives.
+class PostedUspAttention {
+ public:
+  PostedUspAttention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
+                     const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int head_chunks = 1);
+  ~PostedUspAttention();
+  PostedUspAttention(const PostedUspAttention&) = delete;
+  PostedUspAttention& operator=(const PostedUspAttention&) = delete;
+
+  void finish();
+
+ private:
+  // Chunk c of Ulysses rank p's heads: where it starts among all heads, and how many it has.
+  int64_t chunk_start(int p, int c) const;
+  int64_t chunk_count(int p, int c) const;
+
+  Backend& be_;
+  Communicator &ulysses_, &ring_;
+  SequenceShard shard_;
+  Tensor out_, lse_, qkv_;
+  float scale_;
+  int chunks_;
+  std::vector<Tensor> arrived_;  // per chunk: [B, ring block, 3, the chunk's heads of this rank, d]
+  std::vector<std::unique_ptr<CommRequest>> scatter_;
+  bool finished_ = false;
+};
 
 }  // namespace paradit

@@ -101,8 +101,8 @@ struct FluxPipelineOptions {
   // The methods that keep K/V across steps (the engine sets the blocks of the rank's PipeFusion stage).
   FluxStaleOptions stale;
   // Ulysses: its all-to-alls pipelined over this many chunks of each rank's heads, so that one chunk's attention
-  // runs while the next arrives (usp_attention); 0 picks by sequence length. The same on every rank.
-  int ulysses_head_chunks = 0;
+  // runs while the next arrives (usp_attention). The same on every rank.
+  int ulysses_head_chunks = 1;
 };
 
 // One generation request (FluxPipeline.__call__'s arguments that matter here).

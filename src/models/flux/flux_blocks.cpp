@@ -4,6 +4,7 @@
 #include <cmath>
 #include <functional>
 #include <initializer_list>
+#include <optional>
 #include <utility>
 
 #include "paradit/core/status.h"
@@ -166,24 +167,37 @@ void qk_norm_rope(Backend& backend, const Workspace& ws, int64_t start, int64_t 
 // Joint attention over every row of the sequence, on this rank's heads, into columns [0, A) of cat: the local
 // rows of qkv alone on one rank, all ranks' rows through usp_attention under sequence parallelism, kept K/V
 // through ws.kv. The ranks of an SP group (or a patch-parallel group, or a PipeFusion stage's) share a tp
-// coordinate, so they all hold the same heads (none, and all skip, or the same ones).
-void joint_attention(Backend& backend, const Workspace& ws) {
-  if (ws.H == 0) return;
-  const Tensor out = ws.attention_out().unflatten(2, ws.H, ws.d);
-  const Tensor q = ws.head_chunk(ws.qkv, 0), k = ws.head_chunk(ws.qkv, 1), v = ws.head_chunk(ws.qkv, 2);
-  const float scale = float(1.0 / std::sqrt(double(ws.d)));
-  if (ws.kv != nullptr) {
-    ws.kv->attend(backend, ws.layer, out, q, k, v, scale);
-  } else if (ws.parallel == nullptr) {
-    backend.attention(out, Tensor(), q, k, v, scale);
-  } else {
+// coordinate, so they all hold the same heads (none, and all skip, or the same ones). In two calls: under
+// sequence parallelism the constructor posts q, k and v on their way (PostedUspAttention) and the caller's GPU
+// work before finish() runs beside the transfers; otherwise finish() does it all.
+class JointAttention {
+ public:
+  JointAttention(Backend& backend, const Workspace& ws) : be_(backend), ws_(ws) {
+    if (ws.H == 0 || ws.kv != nullptr || ws.parallel == nullptr) return;
     // q, k and v side by side ([B, rows, 3, H, d]): Ulysses moves them in one all-to-all.
-    const Tensor qkv = ws.qkv.unflatten(2, 3, ws.A).unflatten(3, ws.H, ws.d);
-    usp_attention(backend, *ws.parallel->ulysses, *ws.parallel->ring,
-                  SequenceShard(ws.sequence, ws.parallel->parts()), out, Tensor(), qkv, scale,
-                  ws.parallel->head_chunks);
+    usp_.emplace(backend, *ws.parallel->ulysses, *ws.parallel->ring, SequenceShard(ws.sequence, ws.parallel->parts()),
+                 out(), Tensor(), ws.qkv.unflatten(2, 3, ws.A).unflatten(3, ws.H, ws.d), scale(),
+                 ws.parallel->head_chunks);
   }
-}
+
+  void finish() {
+    if (usp_) {
+      usp_->finish();
+    } else if (ws_.H > 0) {
+      const Tensor q = ws_.head_chunk(ws_.qkv, 0), k = ws_.head_chunk(ws_.qkv, 1), v = ws_.head_chunk(ws_.qkv, 2);
+      if (ws_.kv != nullptr) ws_.kv->attend(be_, ws_.layer, out(), q, k, v, scale());
+      else be_.attention(out(), Tensor(), q, k, v, scale());
+    }
+  }
+
+ private:
+  Tensor out() const { return ws_.attention_out().unflatten(2, ws_.H, ws_.d); }
+  float scale() const { return float(1.0 / std::sqrt(double(ws_.d))); }
+
+  Backend& be_;
+  const Workspace& ws_;
+  std::optional<PostedUspAttention> usp_;
+};
 
 // z += gate ⊙ (x·wᵀ + b) on rows [start, start + length), left pending.
 struct GatedResidual {
@@ -239,7 +253,7 @@ void double_block(Backend& backend, const DoubleBlockWeights& w, Workspace& ws) 
     backend.linear(rows(ws.qkv, s), rows(ws.zn, s), s.w.qkv.w, s.w.qkv.b, Epilogue::kNone);
     qk_norm_rope(backend, ws, s.start, s.length, s.w.q_norm, s.w.k_norm);
   }
-  joint_attention(backend, ws);
+  JointAttention(backend, ws).finish();
   const Tensor attn = ws.attention_out(), hidden = ws.mlp_hidden();
   gated_residuals(backend, ws, {{txt.start, txt.length, rows(attn, txt), txt.w.proj, ws.chunk(txt.mod, 2)},
                                 {img.start, img.length, rows(attn, img), img.w.proj, ws.chunk(img.mod, 2)}});
@@ -260,11 +274,15 @@ void single_block(Backend& backend, const SingleBlockWeights& w, Workspace& ws) 
   const Tensor mod = pre ? (*pre)[1] : ws.begin_block()[1].slice(1, 0, 3 * ws.D);
   if (!pre) modulation(backend, ws, mod, w.mod);
   ws.norm_modulate(backend, 0, ws.T + ws.N, ws.chunk(mod, 0), ws.chunk(mod, 1));
-  // linear1 as two GEMMs over the same input: q|k|v, and the MLP straight into cat's columns [A, A+M).
-  if (ws.H > 0) backend.linear(ws.qkv, ws.zn, w.qkv.w, w.qkv.b, Epilogue::kNone);
+  // linear1 as two GEMMs over the same input: q|k|v first, so that under sequence parallelism q, k and v travel
+  // while the MLP's GEMM (straight into cat's columns [A, A+M)) runs.
+  if (ws.H > 0) {
+    backend.linear(ws.qkv, ws.zn, w.qkv.w, w.qkv.b, Epilogue::kNone);
+    qk_norm_rope(backend, ws, 0, ws.T + ws.N, w.q_norm, w.k_norm);
+  }
+  JointAttention attention(backend, ws);
   backend.linear(ws.mlp_hidden(), ws.zn, w.mlp_in.w, w.mlp_in.b, Epilogue::kGeluTanh);
-  if (ws.H > 0) qk_norm_rope(backend, ws, 0, ws.T + ws.N, w.q_norm, w.k_norm);
-  joint_attention(backend, ws);
+  attention.finish();
   gated_residuals(backend, ws, {{0, ws.T + ws.N, ws.cat, w.out, ws.chunk(mod, 2)}});
 }
 

@@ -8,9 +8,9 @@ namespace paradit {
 
 namespace {
 
-// The K/V buffers of one block, made on first use: [B, sequence, heads, d] in the dtype of k.
-std::pair<Tensor, Tensor> make_buffers(Backend& be, const Tensor& k, int64_t sequence, int64_t heads) {
-  const Shape shape = {k.size(0), sequence, heads, k.size(3)};
+// The K/V buffers of one block, made on first use: [B, sequence, H, d] in the dtype of k.
+std::pair<Tensor, Tensor> make_buffers(Backend& be, const Tensor& k, int64_t sequence) {
+  const Shape shape = {k.size(0), sequence, k.size(2), k.size(3)};
   return {be.empty(shape, k.dtype()), be.empty(shape, k.dtype())};
 }
 
@@ -39,38 +39,24 @@ int64_t PipeFusionKv::local_rows() const { return sp_ ? SequenceShard(rows_, sp_
 void PipeFusionKv::attend(Backend& be, int layer, const Tensor& out, const Tensor& q, const Tensor& k,
                           const Tensor& v, float scale) {
   PD_REQUIRE(k.size(1) == local_rows(), "PipeFusion attention: ", k.size(1), " rows of K, expected ", local_rows());
-  const int U = sp_ ? sp_->size() : 1, u = sp_ ? sp_->rank() : 0;
-  const SequenceShard heads(k.size(2), U);
   auto it = kv_.find(layer);
-  if (it == kv_.end()) it = kv_.emplace(layer, make_buffers(be, k, sequence_, heads.count(u))).first;
+  if (it == kv_.end()) it = kv_.emplace(layer, make_buffers(be, k, sequence_)).first;
   const auto& [kb, vb] = it->second;
-  if (U == 1) {
+  if (sp_ == nullptr || sp_->size() == 1) {
     be.copy(kb.slice(1, first_, rows_), k);
     be.copy(vb.slice(1, first_, rows_), v);
-    attend_buffer(be, out, q, kb, vb, scale);
-    return;
-  }
-  // Rank p's rows of the patch, this rank's heads: q into a patch-long buffer, k and v straight into the kept
-  // ones; every rank sends each peer that peer's heads of its own rows.
-  const SequenceShard cut(rows_, U);
-  const Tensor qh = be.empty({q.size(0), rows_, heads.count(u), q.size(3)}, q.dtype());
-  std::vector<Tensor> send(static_cast<size_t>(U)), recv(static_cast<size_t>(U));
-  for (const auto& [from, into] : {std::pair{&q, qh.slice(1, 0, rows_)}, std::pair{&k, kb.slice(1, first_, rows_)},
-                                   std::pair{&v, vb.slice(1, first_, rows_)}}) {
-    for (int p = 0; p < U; ++p) {
-      send[size_t(p)] = from->slice(2, heads.start(p), heads.count(p));
-      recv[size_t(p)] = into.slice(1, cut.start(p), cut.count(p));
+  } else {
+    // Every SP rank's rows of the patch land at their place in every rank's buffer.
+    const SequenceShard cut(rows_, sp_->size());
+    std::vector<Tensor> kp(size_t(cut.parts())), vp(size_t(cut.parts()));
+    for (int p = 0; p < cut.parts(); ++p) {
+      kp[size_t(p)] = kb.slice(1, first_ + cut.start(p), cut.count(p));
+      vp[size_t(p)] = vb.slice(1, first_ + cut.start(p), cut.count(p));
     }
-    sp_->all_to_all_v(recv, send);
+    sp_->all_gather_v(kp, k);
+    sp_->all_gather_v(vp, v);
   }
-  // The patch's queries against every kept row, this rank's heads; then each rank's rows back, all heads.
-  const Tensor oh = be.empty(qh.shape(), out.dtype());
-  attend_buffer(be, oh, qh, kb, vb, scale);
-  for (int p = 0; p < U; ++p) {
-    send[size_t(p)] = oh.slice(1, cut.start(p), cut.count(p));
-    recv[size_t(p)] = out.slice(2, heads.start(p), heads.count(p));
-  }
-  sp_->all_to_all_v(recv, send);
+  attend_buffer(be, out, q, kb, vb, scale);
 }
 
 std::unique_ptr<CommRequest> PatchParallelKv::exchange(const Layer& l) {
@@ -97,7 +83,7 @@ void PatchParallelKv::attend(Backend& be, int layer, const Tensor& out, const Te
     PD_REQUIRE(synchronous_, "patch parallel: the first step must be synchronous (a warm-up step) to fill the "
                "other ranks' K/V");
     Layer fresh;
-    std::tie(fresh.k, fresh.v) = make_buffers(be, k, shard_.length(), k.size(2));
+    std::tie(fresh.k, fresh.v) = make_buffers(be, k, shard_.length());
     it = layers_.emplace(layer, std::move(fresh)).first;
   }
   Layer& l = it->second;

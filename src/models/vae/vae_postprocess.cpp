@@ -1,8 +1,7 @@
 // Latent unscaling and 8-bit conversion, with torch's and numpy's f32 arithmetic.
 #include "models/vae/vae_postprocess.h"
 
-#include <algorithm>
-#include <cmath>
+#include <cstdint>
 
 #include "paradit/core/status.h"
 
@@ -39,12 +38,19 @@ std::vector<Rgb8Image> to_rgb8(const Tensor& y) {
     img.channels = y.size(3);
     img.pixels.resize(size_t(per_image));
     const float* src = y.data_as<float>() + n * per_image;
+    uint8_t* dst = img.pixels.data();
+    // (y·0.5 + 0.5).clamp(0, 1)·255 rounded half to even, NaN → 0 (numpy's cast of NaN to uint8 is undefined; 0 is
+    // what it gives on x86). Written to vectorise (with -fno-trapping-math, CMakeLists.txt) and threaded for large
+    // images (2048² is 12.6 M values): `v > 0 ? v : 0` is false for NaN, and adding and taking away 1.5·2²³
+    // rounds a value in [0, 255] to the nearest integer, ties to even, in the default rounding mode — what
+    // std::nearbyint does, at a fraction of the cost.
+    constexpr float kRound = 12582912.0f;
+#pragma omp parallel for simd if (per_image >= (int64_t(1) << 20))
     for (int64_t i = 0; i < per_image; ++i) {
-      const float v = std::clamp(src[i] * 0.5f + 0.5f, 0.0f, 1.0f);  // NaN stays NaN, like torch.clamp
-      const float scaled = v * 255.0f;
-      // nearbyint rounds half to even in the default rounding mode, as numpy's round does; NaN → 0 (numpy's
-      // cast of NaN to uint8 is undefined; 0 is what it gives on x86).
-      img.pixels[size_t(i)] = std::isnan(scaled) ? uint8_t(0) : uint8_t(std::nearbyint(scaled));
+      float v = src[i] * 0.5f + 0.5f;
+      v = v > 0.0f ? v : 0.0f;
+      v = v < 1.0f ? v : 1.0f;
+      dst[i] = uint8_t(int((v * 255.0f + kRound) - kRound));
     }
     images.push_back(std::move(img));
   }
