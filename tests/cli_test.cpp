@@ -54,8 +54,10 @@ class CliTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   // Runs `paradit generate ARGS` in the test's folder.
-  CliRun generate(const std::vector<std::string>& args) const {
-    std::string cmd = "cd " + quote(dir_.string()) + " && " + quote(PARADIT_CLI) + " generate";
+  CliRun generate(const std::vector<std::string>& args) const { return run("generate", args); }
+  // Runs `paradit COMMAND ARGS` there.
+  CliRun run(const std::string& command, const std::vector<std::string>& args) const {
+    std::string cmd = "cd " + quote(dir_.string()) + " && " + quote(PARADIT_CLI) + " " + command;
     for (const auto& a : args) cmd += " " + quote(a);
     cmd += " > out.txt 2> err.txt";
     const int status = std::system(cmd.c_str());
@@ -190,6 +192,30 @@ TEST_F(CliTest, InitLatentsReproduceDiffusersFromTheFolderAndFromSingleFiles) {
       worst = std::max(worst, std::abs(int(png.rgb[i]) - int(expected.data_as<float>()[i])));
     EXPECT_LE(worst, 1) << (source.empty() ? "folder" : "single files");
     EXPECT_TRUE(contains(*png.find_text(kPngParametersKey), "Init latents: " + fixtures + "base.safetensors"));
+  }
+}
+
+TEST_F(CliTest, BenchPipelineProfileReportsTimePerRegion) {
+  const std::vector<std::string> common = {"--tiny", "--device", "cpu", "--size", "64", "--steps", "2", "--iters",
+                                           "1", "--warmup", "0", "--json"};
+  const CliRun plain = run("bench pipeline", common);
+  ASSERT_TRUE(plain.exited && plain.rc == 0) << plain.err;
+  EXPECT_FALSE(nlohmann::json::parse(plain.out).contains("regions_ms_per_step")) << plain.out;
+  for (const std::vector<std::string> mesh : {std::vector<std::string>{}, {"--ulysses", "2"}}) {
+    std::vector<std::string> args = common;
+    args.insert(args.end(), mesh.begin(), mesh.end());
+    args.push_back("--profile");
+    const CliRun r = run("bench pipeline", args);
+    ASSERT_TRUE(r.exited && r.rc == 0) << r.err;
+    const nlohmann::json regions = nlohmann::json::parse(r.out)["regions_ms_per_step"];
+    for (const char* name : {"encode", "embeddings, RoPE tables", "QKV GEMMs", "q/k RMSNorm + RoPE",
+                             "attention (+ SP transfers)", "MLP-in GEMMs (+ GELU)", "out GEMMs (+ TP all-reduce)",
+                             "final layer", "decode"}) {
+      ASSERT_TRUE(regions.contains(name)) << name << " missing from " << regions;
+      EXPECT_GE(regions[name].get<double>(), 0.0) << name;
+    }
+    EXPECT_GT(regions["attention (+ SP transfers)"].get<double>(), 0.0);
+    EXPECT_TRUE(contains(r.err, "| attention (+ SP transfers) |")) << r.err;
   }
 }
 

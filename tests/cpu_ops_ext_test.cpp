@@ -1,13 +1,14 @@
 // The CPU backend's text-encoder and VAE ops (axpby, mul, quick_gelu, embedding, layer_norm, attention_biased,
 // conv2d, group_norm, upsample_nearest2x) against the float64 references in support/reference_ops: random
 // inputs, outputs poisoned with NaN, strided views on both sides, odd sizes, and 1, 2 and 3 threads (tiles and
-// row splits differ with the thread count).
+// row splits differ with the thread count). And region timing's host clock.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <functional>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "paradit/backend/backend.h"
@@ -460,6 +461,35 @@ TEST(CpuOpsExtTiming, Print) {
     time("attention_biased CLIP B1 S77 H12 d64 causal", 4.0 * 77 * 77 * 12 * 64,
          [&] { be->attention_biased(o, q, k, v, 0.125f, Tensor(), true); });
   }
+}
+
+// Region timing on the host clock (the CPU backend's ops are synchronous): totals per name in order of first
+// appearance, counts, nothing while off, afresh after a take.
+TEST(RegionTiming, HostClockSumsRegionsByName) {
+  auto be = create_cpu_backend(1);
+  be->mark_region("off");
+  EXPECT_TRUE(be->take_region_times().empty());
+  be->set_region_timing(true);
+  const auto wait_ms = [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
+  be->mark_region("a");
+  wait_ms(20);
+  be->mark_region("b");
+  wait_ms(5);
+  be->mark_region("a");
+  wait_ms(10);
+  const std::vector<RegionTime> t = be->take_region_times();
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t[0].name, "a");
+  EXPECT_EQ(t[0].count, 2);
+  EXPECT_GE(t[0].ms, 30.0);
+  EXPECT_EQ(t[1].name, "b");
+  EXPECT_EQ(t[1].count, 1);
+  EXPECT_GE(t[1].ms, 5.0);
+  EXPECT_LT(t[1].ms, t[0].ms);
+  EXPECT_TRUE(be->take_region_times().empty());
+  be->set_region_timing(false);
+  be->mark_region("c");
+  EXPECT_TRUE(be->take_region_times().empty());
 }
 
 }  // namespace

@@ -67,6 +67,7 @@ RunTimes run_once(Backend& backend, FluxPipeline& pipe, int size, int steps, boo
                                       true_cfg ? kTrueCfgScale : 1.0f);
   r.denoise_s = since(t);
   t = std::chrono::steady_clock::now();
+  backend.mark_region("decode");
   const std::vector<Rgb8Image> images = pipe.decode(latents, size, size);
   PD_CHECK(images.size() == 1 && images[0].width == size, "decode gave no ", size, "² image");
   r.decode_s = since(t);
@@ -92,7 +93,43 @@ struct BenchSetup {
   std::string device, model;
   FluxNetworkConfigs configs;
   int size = 1024, steps = 28, warmup = 1, iters = 3;
-  bool json = false, true_cfg = false;
+  bool json = false, true_cfg = false, profile = false;
+};
+
+// --profile: rank 0's device time per region (Backend::mark_region), summed over the timed runs; reported per
+// denoising step (encode and decode regions too, so that the shares add up to a whole run).
+class RegionTotals {
+ public:
+  void add(const std::vector<RegionTime>& run) {
+    for (const RegionTime& t : run) {
+      auto it = std::find_if(totals_.begin(), totals_.end(), [&](const RegionTime& x) { return x.name == t.name; });
+      if (it == totals_.end()) it = totals_.insert(totals_.end(), {t.name, 0.0, 0});
+      it->ms += t.ms;
+      it->count += t.count;
+    }
+  }
+  // ,"regions_ms_per_step":{"name":ms,...}
+  std::string json(const BenchSetup& b) const {
+    if (totals_.empty()) return "";
+    std::string out = ",\"regions_ms_per_step\":{";
+    for (const RegionTime& t : totals_)
+      out += detail::concat(&t == &totals_.front() ? "" : ",", "\"", t.name, "\":", per_step(t, b));
+    return out + "}";
+  }
+  // A table on stderr (stdout keeps the one JSON line).
+  void print(const BenchSetup& b) const {
+    if (totals_.empty()) return;
+    double all = 0;
+    for (const RegionTime& t : totals_) all += t.ms;
+    std::fprintf(stderr, "\n| region (rank 0, device time) | ms per step | share |\n|---|---|---|\n");
+    for (const RegionTime& t : totals_)
+      std::fprintf(stderr, "| %s | %.2f | %.1f%% |\n", t.name.c_str(), per_step(t, b), 100.0 * t.ms / all);
+    std::fprintf(stderr, "| all | %.2f | |\n", all / (double(b.iters) * b.steps));
+  }
+
+ private:
+  static double per_step(const RegionTime& t, const BenchSetup& b) { return t.ms / (double(b.iters) * b.steps); }
+  std::vector<RegionTime> totals_;
 };
 
 // The stage medians as a table or one JSON object; `extra` adds JSON fields (leading comma included).
@@ -139,16 +176,24 @@ void bench_one_device(const BenchSetup& b) {
   if (memory) memory->reset_peak();
   std::vector<RunTimes> runs;  // the timed ones
   double first_run_s = 0;      // what a one-shot user waits (caches, autotuning, the T5 position bias table)
+  RegionTotals regions;
+  backend->set_region_timing(b.profile);
   for (int i = 0; i < b.warmup + b.iters; ++i) {
+    backend->mark_region("encode");
     const RunTimes r = run_once(*backend, *pipe, b.size, b.steps, b.true_cfg);
+    const std::vector<RegionTime> times = backend->take_region_times();
     if (i == 0) first_run_s = r.total_s;
-    if (i >= b.warmup) runs.push_back(r);
+    if (i >= b.warmup) {
+      runs.push_back(r);
+      regions.add(times);
+    }
   }
   const double peak_gib = memory ? gib(memory->stats().peak_in_use) : 0.0;
   char extra[96], line[64];
   std::snprintf(extra, sizeof extra, ",\"ranks\":1,\"weights_gib\":%.2f,\"peak_gib\":%.2f", weights_gib, peak_gib);
   std::snprintf(line, sizeof line, "peak device memory %.2f GiB", peak_gib);
-  print_results(b, backend->name(), runs, first_run_s, load_s, extra, line);
+  print_results(b, backend->name(), runs, first_run_s, load_s, extra + regions.json(b), line);
+  regions.print(b);
 }
 
 // Several ranks: whole requests through the Engine (every rank holds the random pipeline; rank 0 encodes).
@@ -183,6 +228,7 @@ void bench_engine(const BenchSetup& b, const MeshRequest& mesh_request, EngineOp
   req.seed = kNoiseSeed;
   std::vector<RunTimes> runs;
   double first_run_s = 0;
+  RegionTotals regions;
   for (int i = 0; i < b.warmup + b.iters; ++i) {
     const auto start = std::chrono::steady_clock::now();
     const FluxResult result = engine->generate(req);
@@ -192,7 +238,10 @@ void bench_engine(const BenchSetup& b, const MeshRequest& mesh_request, EngineOp
     r.denoise_s = result.timings.denoise_s;
     r.decode_s = result.timings.decode_s;
     if (i == 0) first_run_s = r.total_s;
-    if (i >= b.warmup) runs.push_back(r);
+    if (i >= b.warmup) {
+      runs.push_back(r);
+      regions.add(result.timings.regions);
+    }
   }
   if (!note.empty() && !b.json) std::printf("note: %s\n\n", note.c_str());
   // Device memory per rank in the last request: the largest peak (the GPU that must fit it) and each rank's.
@@ -212,8 +261,9 @@ void bench_engine(const BenchSetup& b, const MeshRequest& mesh_request, EngineOp
   const std::string extra = detail::concat(",\"ranks\":", engine->mesh().world(), ",\"mesh\":\"", flags,
                                            "\",\"exact\":", note.empty() ? "true" : "false", ",\"peak_gib\":",
                                            two(max_peak), ",\"peak_gib_per_rank\":[", peaks,
-                                           "],\"weights_gib_per_rank\":[", weights, "]");
+                                           "],\"weights_gib_per_rank\":[", weights, "]", regions.json(b));
   print_results(b, engine->device_name(), runs, first_run_s, engine->load_seconds(), extra, "");
+  regions.print(b);
 }
 
 }  // namespace
@@ -245,6 +295,9 @@ int bench_pipeline_command(int argc, char** argv, int first) {
   p.option("gpus", "", &mesh.ranks, "ranks: alone it picks the mesh, with degrees their product");
   add_stale_options(p, stale);
   p.flag("json", "", &b.json, "print one JSON object instead of a table");
+  p.flag("profile", "", &b.profile,
+         "also time regions of each run on rank 0's device (GEMMs, attention with its transfers, norms, ...): a "
+         "table on stderr, regions_ms_per_step in the JSON");
   p.flag("tiny", "", &tiny, "the same networks with models/tiny-flux's widths and depths: a smoke test");
   if (!p.parse(argc, argv, first + 1)) {
     std::printf("%s", p.usage().c_str());
@@ -260,6 +313,7 @@ int bench_pipeline_command(int argc, char** argv, int first) {
   b.true_cfg = b.true_cfg || mesh.cfg_parallel;
   EngineOptions options;
   options.pipeline.ulysses_head_chunks = ulysses_chunks;
+  options.pipeline.time_regions = b.profile;
   apply_stale_args(stale, mesh, options);  // --pipefusion: mesh.pp; --patch-parallel: mesh.ring
   const bool several = mesh.tp > 1 || mesh.ulysses > 1 || mesh.ring > 1 || mesh.pp > 1 || mesh.cfg_parallel ||
                        mesh.ranks > 1;

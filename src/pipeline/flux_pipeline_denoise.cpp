@@ -141,6 +141,7 @@ void Pipeline::denoise_rows(const Tensor& x, int64_t width, int64_t height, int 
       v = predict(in, kv_pos.get());
       if (cfg) v_neg = predict(in_neg, kv_neg.get());
     }
+    backend_.mark_region("CFG, Euler step, step end");
     if (cfg) {
       // neg + s·(pos − neg), in diffusers' order of operations.
       backend_.axpby(diff, v, 1.0f, v_neg, -1.0f);

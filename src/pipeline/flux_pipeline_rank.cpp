@@ -69,6 +69,8 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
   PD_REQUIRE(!cfg_parallel || cfg, "CFG parallel runs the positive and the negative prompt side by side: it needs "
              "true CFG (a negative prompt and a CFG scale above 1)");
 
+  backend_.set_region_timing(options_.time_regions);
+  backend_.mark_region("encode");
   auto start = std::chrono::steady_clock::now();
   FluxPromptEmbeds positive, negative;
   const int encoder = flux_prompt_encoder_rank(ctx.mesh);
@@ -153,6 +155,7 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
     if (!decodes && !parallel_decode) continue;
 
     const Tensor final = backend_.download_f32(whole);
+    backend_.mark_region("decode");
     start = std::chrono::steady_clock::now();
     std::vector<Rgb8Image> decoded;
     if (parallel_decode) {
@@ -172,6 +175,7 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
     r.seeds.push_back(seed);
     out.batch_indices.push_back(i);
   }
+  r.timings.regions = backend_.take_region_times();
   return out;
 }
 

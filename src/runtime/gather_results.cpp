@@ -18,8 +18,10 @@ struct Bytes {
 
   template <typename T>
   void put(const T* p, size_t n) {
-    const auto* b = reinterpret_cast<const uint8_t*>(p);
-    data.insert(data.end(), b, b + n * sizeof(T));
+    // resize + memcpy rather than insert: GCC 12 warns falsely (stringop-overflow) on an insert of a few bytes.
+    const size_t end = data.size();
+    data.resize(end + n * sizeof(T));
+    if (n > 0) std::memcpy(data.data() + end, p, n * sizeof(T));
   }
   template <typename T>
   void put(T v) { put(&v, 1); }

@@ -16,6 +16,7 @@ FluxResult merge_rank_results(const FluxRequest& request, std::vector<FluxRankRe
   r.max_sequence_length = lead.max_sequence_length;
   r.warnings = lead.warnings;
   r.timings.encode_s = lead.timings.encode_s;
+  r.timings.regions = parts[0].result.timings.regions;
   const Shape packed = flux_packed_latent_shape(batch, request.height, request.width);
   const int64_t per_image = packed[1] * packed[2];
   r.latents = Tensor::empty(packed, DType::kF32, cpu_allocator());

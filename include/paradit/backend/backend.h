@@ -19,6 +19,13 @@
 
 namespace paradit {
 
+// The time a backend spent in the regions of one name (Backend::take_region_times).
+struct RegionTime {
+  std::string name;
+  double ms = 0;
+  int64_t count = 0;  // regions so named
+};
+
 enum class Epilogue {
   kNone,
   kGeluTanh,  // GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
@@ -42,6 +49,19 @@ class Backend {
 
   // Blocks until all queued work has finished; reports any asynchronous device error.
   virtual void synchronize() = 0;
+
+  // --- Region timing (`bench pipeline --profile`: where a step's time goes) ---
+  // While on, mark_region(name) ends the region running on the backend and starts one called `name`;
+  // take_region_times() ends the last one and returns, per name in order of first appearance, the time and
+  // count of the regions so named since timing was switched on or last taken. The CPU backend's ops are
+  // synchronous, so the host clock times them; the CUDA backend records an event on its stream (the host does
+  // not wait) — a region's time is then the GPU's, waits for other streams (NCCL's) included. Off (the default),
+  // a mark costs one branch.
+  void set_region_timing(bool on);
+  void mark_region(const char* name) {
+    if (region_clock_) region_clock_->mark(name);
+  }
+  std::vector<RegionTime> take_region_times();
 
   // dst = src elementwise: same shape, any strides, any dtypes (converted). Either side may be a host tensor
   // (the other on this backend's device); a host side must then be contiguous.
@@ -137,6 +157,20 @@ class Backend {
   virtual void group_norm_apply(const Tensor& y, const Tensor& x, const Tensor& sums, const Tensor& shift,
                                 double count, const Tensor& weight, const Tensor& bias, int groups, float eps,
                                 bool silu) = 0;
+
+ protected:
+  // Where region timing reads its clock: the host's by default; the CUDA backend records events instead.
+  class RegionClock {
+   public:
+    virtual ~RegionClock() = default;
+    virtual void mark(const char* name) = 0;
+    // Ends the current region, returns the totals and starts afresh.
+    virtual std::vector<RegionTime> take() = 0;
+  };
+  virtual std::unique_ptr<RegionClock> make_region_clock();
+
+ private:
+  std::unique_ptr<RegionClock> region_clock_;
 };
 
 // fp32 reference backend; threads = 0 uses every core.

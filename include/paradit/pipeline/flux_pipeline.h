@@ -103,6 +103,9 @@ struct FluxPipelineOptions {
   // Ulysses: its all-to-alls pipelined over this many chunks of each rank's heads, so that one chunk's attention
   // runs while the next arrives (usp_attention). The same on every rank.
   int ulysses_head_chunks = 1;
+  // Time the regions of each request on the device (Backend::mark_region: GEMMs, attention, norms, ...; on a
+  // GPU from events, so the host does not wait) into FluxTimings::regions — `bench pipeline --profile`.
+  bool time_regions = false;
 };
 
 // One generation request (FluxPipeline.__call__'s arguments that matter here).
@@ -142,6 +145,8 @@ using FluxProgressCallback = std::function<void(const FluxProgress&)>;
 struct FluxTimings {
   double encode_s = 0, denoise_s = 0, decode_s = 0;
   std::vector<double> step_s;  // every denoising step of every image, in order
+  // With FluxPipelineOptions::time_regions: rank 0's device time per region over the request.
+  std::vector<RegionTime> regions;
 };
 
 struct FluxResult {

@@ -82,6 +82,9 @@ class CudaBackendImpl final : public CudaBackend {
   void release_cached() override { alloc_->release_cached(); }
   void* stream() const override { return stream_; }
 
+ protected:
+  std::unique_ptr<RegionClock> make_region_clock() override;
+
  private:
   void release() noexcept;
   // The tensor is defined and lives on this backend's GPU.

@@ -13,6 +13,18 @@
 
 namespace paradit::flux {
 
+namespace {
+
+// Region names for Backend::mark_region (bench pipeline --profile), shared by both kinds of block.
+constexpr const char* kModulationRegion = "modulation GEMVs";
+constexpr const char* kNormRegion = "LayerNorm + modulate (+ residual)";
+constexpr const char* kQkNormRegion = "q/k RMSNorm + RoPE";
+constexpr const char* kAttentionRegion = "attention (+ SP transfers)";
+constexpr const char* kMlpInRegion = "MLP-in GEMMs (+ GELU)";
+constexpr const char* kOutRegion = "out GEMMs (+ TP all-reduce)";
+
+}  // namespace
+
 Workspace::Workspace(Backend& backend, const FluxConfig& config, const TensorParallelLayout& layout, int64_t batch,
                      int64_t text_tokens, int64_t image_tokens)
     : T(text_tokens),
@@ -247,23 +259,34 @@ void double_block(Backend& backend, const DoubleBlockWeights& w, Workspace& ws) 
   // its modulation is a collective of the tp group, whose ranks hold the same rows.
   for (const Stream& s : {txt, img}) {
     if (s.length == 0) continue;
-    if (!pre) modulation(backend, ws, s.mod, s.w.mod);
+    if (!pre) {
+      backend.mark_region(kModulationRegion);
+      modulation(backend, ws, s.mod, s.w.mod);
+    }
+    backend.mark_region(kNormRegion);
     ws.norm_modulate(backend, s.start, s.length, ws.chunk(s.mod, 0), ws.chunk(s.mod, 1));
     if (ws.H == 0) continue;
+    backend.mark_region("QKV GEMMs");
     backend.linear(rows(ws.qkv, s), rows(ws.zn, s), s.w.qkv.w, s.w.qkv.b, Epilogue::kNone);
+    backend.mark_region(kQkNormRegion);
     qk_norm_rope(backend, ws, s.start, s.length, s.w.q_norm, s.w.k_norm);
   }
+  backend.mark_region(kAttentionRegion);
   JointAttention(backend, ws).finish();
   const Tensor attn = ws.attention_out(), hidden = ws.mlp_hidden();
+  backend.mark_region(kOutRegion);
   gated_residuals(backend, ws, {{txt.start, txt.length, rows(attn, txt), txt.w.proj, ws.chunk(txt.mod, 2)},
                                 {img.start, img.length, rows(attn, img), img.w.proj, ws.chunk(img.mod, 2)}});
 
   // MLP half, each stream on its own rows; its LayerNorm applies the attention half's update.
   for (const Stream& s : {txt, img}) {
     if (s.length == 0) continue;
+    backend.mark_region(kNormRegion);
     ws.norm_modulate(backend, s.start, s.length, ws.chunk(s.mod, 3), ws.chunk(s.mod, 4));
+    backend.mark_region(kMlpInRegion);
     backend.linear(rows(hidden, s), rows(ws.zn, s), s.w.mlp_in.w, s.w.mlp_in.b, Epilogue::kGeluTanh);
   }
+  backend.mark_region(kOutRegion);
   gated_residuals(backend, ws,
                   {{txt.start, txt.length, rows(hidden, txt), txt.w.mlp_out, ws.chunk(txt.mod, 5)},
                    {img.start, img.length, rows(hidden, img), img.w.mlp_out, ws.chunk(img.mod, 5)}});
@@ -272,17 +295,26 @@ void double_block(Backend& backend, const DoubleBlockWeights& w, Workspace& ws) 
 void single_block(Backend& backend, const SingleBlockWeights& w, Workspace& ws) {
   const std::array<Tensor, 2>* pre = ws.precomputed(ws.layer);
   const Tensor mod = pre ? (*pre)[1] : ws.begin_block()[1].slice(1, 0, 3 * ws.D);
-  if (!pre) modulation(backend, ws, mod, w.mod);
+  if (!pre) {
+    backend.mark_region(kModulationRegion);
+    modulation(backend, ws, mod, w.mod);
+  }
+  backend.mark_region(kNormRegion);
   ws.norm_modulate(backend, 0, ws.T + ws.N, ws.chunk(mod, 0), ws.chunk(mod, 1));
   // linear1 as two GEMMs over the same input: q|k|v first, so that under sequence parallelism q, k and v travel
   // while the MLP's GEMM (straight into cat's columns [A, A+M)) runs.
   if (ws.H > 0) {
+    backend.mark_region("QKV GEMMs");
     backend.linear(ws.qkv, ws.zn, w.qkv.w, w.qkv.b, Epilogue::kNone);
+    backend.mark_region(kQkNormRegion);
     qk_norm_rope(backend, ws, 0, ws.T + ws.N, w.q_norm, w.k_norm);
   }
   JointAttention attention(backend, ws);
+  backend.mark_region(kMlpInRegion);
   backend.linear(ws.mlp_hidden(), ws.zn, w.mlp_in.w, w.mlp_in.b, Epilogue::kGeluTanh);
+  backend.mark_region(kAttentionRegion);
   attention.finish();
+  backend.mark_region(kOutRegion);
   gated_residuals(backend, ws, {{0, ws.T + ws.N, ws.cat, w.out, ws.chunk(mod, 2)}});
 }
 

@@ -125,6 +125,7 @@ class FluxModel final : public FluxTransformer {
       if (tap) tap(name, t);
     };
 
+    backend_.mark_region("embeddings, RoPE tables");
     Workspace ws(backend_, config_, layout_, B, rows.text_count, rows.image_count);
     if (parallel != nullptr && parallel->parts() > 1) ws.parallel = parallel;
     ws.sequence = dims.T + dims.N;
@@ -144,6 +145,7 @@ class FluxModel final : public FluxTransformer {
     report("temb", temb);
     backend_.silu(ws.silu_temb, temb);
     Communicator* share = ws.parallel ? (ws.parallel->sp ? ws.parallel->sp : ws.parallel->ulysses) : nullptr;
+    backend_.mark_region("modulation GEMVs");
     if (share != nullptr && ws.tp == nullptr && share->size() > 1)
       precompute_modulations(backend_, ws, w_.double_blocks, w_.single_blocks, blocks_.begin, blocks_.end, *share);
 
@@ -181,6 +183,7 @@ class FluxModel final : public FluxTransformer {
   // projection; BFL's final modulation is [shift | scale]. The modulation is a collective of the tp group, run
   // even by a rank without image rows.
   Tensor final_layer(Workspace& ws, int64_t B, const FluxTap& tap = {}) {
+    backend_.mark_region("final layer");
     const Tensor mod = ws.begin_block()[1].slice(1, 0, 2 * ws.D);
     modulation(backend_, ws, mod, w_.final_mod);
     Tensor out = backend_.empty({B, ws.N, config_.out_channels});
