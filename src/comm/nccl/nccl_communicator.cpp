@@ -165,7 +165,13 @@ NcclCommunicator::NcclCommunicator(Backend& be, ncclComm_t comm, std::shared_ptr
     PD_REQUIRE(cuda != nullptr, "NCCL communicator on ", be_.name(), ": a CUDA backend is needed");
     compute_ = static_cast<cudaStream_t>(cuda->stream());
     check_cuda(cudaSetDevice(be_.device().index), "cudaSetDevice");
-    check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    // The highest priority: when a transfer and a compute kernel become ready together (Ring's next K/V beside
+    // an attention block, a single block's q/k/v beside its MLP GEMM), the block scheduler gives NCCL's few
+    // CTAs their SMs first; a GEMM or attention kernel that fills every SM would otherwise hold the transfer
+    // back until it ends, and nothing would overlap.
+    int least = 0, greatest = 0;
+    check_cuda(cudaDeviceGetStreamPriorityRange(&least, &greatest), "cudaDeviceGetStreamPriorityRange");
+    check_cuda(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, greatest), "cudaStreamCreateWithPriority");
     check_cuda(cudaEventCreateWithFlags(&inputs_ready_, cudaEventDisableTiming), "cudaEventCreateWithFlags");
     scratch_ = be_.empty({1}, DType::kF32);
   });
