@@ -135,31 +135,48 @@ TEST(UspAttention, RefusesAShardThatDoesNotMatchTheGroup) {
   EXPECT_THROW(usp_attention(*be, *c, *c, SequenceShard(5, 1), t, Tensor(), t, t, t, 1.0f), Error);
 }
 
-TEST(LseMerge, TwoHalvesOfTheKeysGiveTheWhole) {
+TEST(LseMerge, BlocksOfTheKeysGiveTheWhole) {
   auto be = create_cpu_backend(1);
   const Tensor q = test::random_host({2, 7, 3, 8}, 4), k = test::random_host({2, 11, 3, 8}, 5),
                v = test::random_host({2, 11, 3, 8}, 6);
   const Tensor want = test::poisoned_host({2, 7, 3, 8}), want_lse = test::poisoned_host({2, 3, 7});
   be->attention(want, want_lse, q, k, v, 0.3f);
+  // Keys [0, 4), an empty block (lse −∞, its output poisoned: it must weigh nothing), [4, 5), [5, 11).
+  const Tensor none = Tensor::empty({2, 0, 3, 8}, DType::kF32, cpu_allocator());
+  std::vector<Tensor> outs, lses;
+  for (auto [start, length] : {std::pair{0, 4}, {0, 0}, {4, 1}, {5, 6}}) {
+    outs.push_back(test::poisoned_host({2, 7, 3, 8}));
+    lses.push_back(test::poisoned_host({2, 3, 7}));
+    if (length > 0)
+      be->attention(outs.back(), lses.back(), q, k.slice(1, start, length), v.slice(1, start, length), 0.3f);
+    else
+      be->fill(lses.back(), -INFINITY);
+  }
   const Tensor out = test::poisoned_host({2, 7, 3, 8}), lse = test::poisoned_host({2, 3, 7});
-  const Tensor bo = test::poisoned_host({2, 7, 3, 8}), bl = test::poisoned_host({2, 3, 7});
-  be->attention(out, lse, q, k.slice(1, 0, 4), v.slice(1, 0, 4), 0.3f);
-  be->attention(bo, bl, q, k.slice(1, 4, 7), v.slice(1, 4, 7), 0.3f);
-  be->lse_merge(out, lse, bo, bl);
+  be->lse_merge(out, lse, outs, lses);
   EXPECT_LE(test::rel_l2(out, want), kTol);
   EXPECT_LE(test::rel_l2(lse, want_lse), kTol);
+  // Without an lse to write; and one block alone is itself.
+  const Tensor out2 = test::poisoned_host({2, 7, 3, 8});
+  be->lse_merge(out2, Tensor(), outs, lses);
+  EXPECT_LE(test::rel_l2(out2, want), kTol);
+  be->lse_merge(out2, lse, {outs[0]}, {lses[0]});
+  EXPECT_LE(test::rel_l2(out2, outs[0]), 1e-7);
+  EXPECT_LE(test::rel_l2(lse, lses[0]), 1e-7);
+  // Only keyless blocks: zeros and −∞.
+  be->lse_merge(out2, lse, {outs[1]}, {lses[1]});
+  for (int64_t i = 0; i < out2.numel(); ++i) ASSERT_EQ(out2.data_as<float>()[i], 0.0f) << i;
+  for (int64_t i = 0; i < lse.numel(); ++i) ASSERT_EQ(lse.data_as<float>()[i], -INFINITY) << i;
+  // Bad arguments: no blocks, too many, mismatched shapes.
+  EXPECT_THROW(be->lse_merge(out, lse, {}, {}), Error);
+  EXPECT_THROW(be->lse_merge(out, lse, std::vector<Tensor>(17, outs[0]), std::vector<Tensor>(17, lses[0])), Error);
+  EXPECT_THROW(be->lse_merge(out, lse, {outs[0], test::poisoned_host({2, 6, 3, 8})}, {lses[0], lses[2]}), Error);
+}
 
-  // A block over no keys (lse −∞) changes nothing; merged into an empty accumulator it is the block itself.
-  const Tensor none = Tensor::empty({2, 0, 3, 8}, DType::kF32, cpu_allocator());
-  be->attention(bo, bl, q, none, none, 0.3f);
-  be->lse_merge(out, lse, bo, bl);
-  EXPECT_LE(test::rel_l2(out, want), kTol);
-  be->attention(bo, bl, q, k, v, 0.3f);
-  const Tensor empty_out = test::poisoned_host({2, 7, 3, 8}), empty_lse = test::poisoned_host({2, 3, 7});
-  be->attention(empty_out, empty_lse, q, none, none, 0.3f);
-  be->lse_merge(empty_out, empty_lse, bo, bl);
-  EXPECT_LE(test::rel_l2(empty_out, want), kTol);
-  EXPECT_LE(test::rel_l2(empty_lse, want_lse), kTol);
+TEST(UspAttention, RingLongerThanOneMerge) {
+  // 17 blocks: the first 16 are folded into one before the last arrives.
+  check_case({1, 17, 1, 40, 2, 8, false});
+  check_case({1, 17, 1, 12, 2, 8, false});  // fewer keys than ranks: empty blocks too
 }
 
 }  // namespace

@@ -37,24 +37,36 @@ void Backend::check_conv2d_shapes(const Tensor& y, const Tensor& x, const Tensor
              w.desc(), " and pad ", pad);
 }
 
-void Backend::check_lse_merge(const Tensor& out, const Tensor& lse, const Tensor& block_out,
-                              const Tensor& block_lse) {
-  for (auto [name, t] : {std::pair{"out", &out}, std::pair{"lse", &lse}, std::pair{"block_out", &block_out},
-                         std::pair{"block_lse", &block_lse}}) {
-    PD_REQUIRE(t->defined() && t->dim() >= 1 && t->stride(-1) == 1, "lse_merge: ", name,
-               " must be defined with a contiguous last dimension, got ", t->defined() ? t->desc() : "none");
-    PD_REQUIRE(t->device() == device(), "lse_merge: ", name, " ", t->desc(), " is not on ", device().str());
-  }
-  PD_REQUIRE(out.dim() == 4 && block_out.shape() == out.shape(), "lse_merge: out ", out.desc(), " and block_out ",
-             block_out.desc(), " must be the same [B, S, H, d]");
+void Backend::check_lse_merge(const Tensor& out, const Tensor& lse, const std::vector<Tensor>& block_outs,
+                              const std::vector<Tensor>& block_lses) {
+  const size_t n = block_outs.size();
+  PD_REQUIRE(n >= 1 && n <= size_t(kMaxLseMergeBlocks) && block_lses.size() == n, "lse_merge: ", n,
+             " block outputs and ", block_lses.size(), " block lses; 1 to ", kMaxLseMergeBlocks, " of each");
+  const auto check = [&](const char* name, const Tensor& t) {
+    PD_REQUIRE(t.defined() && t.dim() >= 1 && t.stride(-1) == 1, "lse_merge: ", name,
+               " must be defined with a contiguous last dimension, got ", t.defined() ? t.desc() : "none");
+    PD_REQUIRE(t.device() == device(), "lse_merge: ", name, " ", t.desc(), " is not on ", device().str());
+  };
+  check("out", out);
+  if (lse.defined()) check("lse", lse);
+  PD_REQUIRE(out.dim() == 4, "lse_merge: out ", out.desc(), " must be [B, S, H, d]");
   const Shape lse_shape = {out.size(0), out.size(2), out.size(1)};
-  PD_REQUIRE(lse.shape() == lse_shape && block_lse.shape() == lse_shape, "lse_merge: lse ", lse.desc(),
-             " and block_lse ", block_lse.desc(), " must be f32", shape_str(lse_shape));
-  PD_REQUIRE(out.dtype() == DType::kF32 && lse.dtype() == DType::kF32 && block_lse.dtype() == DType::kF32,
-             "lse_merge: the accumulators and block_lse are f32, got ", out.desc(), ", ", lse.desc(), ", ",
-             block_lse.desc());
-  PD_REQUIRE(block_out.dtype() == DType::kF32 || block_out.dtype() == compute_dtype(), "lse_merge: block_out ",
-             block_out.desc(), " must be f32 or ", dtype_name(compute_dtype()));
+  const auto float_or_compute = [&](const Tensor& t) { return t.dtype() == DType::kF32 || t.dtype() == compute_dtype(); };
+  PD_REQUIRE(float_or_compute(out), "lse_merge: out ", out.desc(), " must be f32 or ", dtype_name(compute_dtype()));
+  PD_REQUIRE(!lse.defined() || (lse.dtype() == DType::kF32 && lse.shape() == lse_shape), "lse_merge: lse ",
+             lse.desc(), " must be f32", shape_str(lse_shape));
+  for (size_t j = 0; j < n; ++j) {
+    const Tensor &bo = block_outs[j], &bl = block_lses[j];
+    check("a block output", bo);
+    check("a block lse", bl);
+    PD_REQUIRE(bo.shape() == out.shape() && bo.strides() == block_outs[0].strides() &&
+                   bo.dtype() == block_outs[0].dtype() && float_or_compute(bo),
+               "lse_merge: block output ", j, " ", bo.desc(), " must be ", shape_str(out.shape()), " in f32 or ",
+               dtype_name(compute_dtype()), " with the dtype and strides of block 0 (", block_outs[0].desc(), ")");
+    PD_REQUIRE(bl.dtype() == DType::kF32 && bl.shape() == lse_shape && bl.strides() == block_lses[0].strides(),
+               "lse_merge: block lse ", j, " ", bl.desc(), " must be f32", shape_str(lse_shape),
+               " with the strides of block 0's");
+  }
 }
 
 }  // namespace paradit

@@ -23,12 +23,6 @@ void ring_attention(Backend& be, Communicator& ring, const std::vector<int64_t>&
     return;
   }
 
-  // The accumulators are f32: out itself when it is f32.
-  const bool out_is_acc = out.dtype() == DType::kF32;
-  const Tensor acc = out_is_acc ? out : be.empty(out.shape(), DType::kF32);
-  const Tensor acc_lse = lse.defined() ? lse : be.empty({B, H, Sq}, DType::kF32);
-  const Tensor block_out = be.empty(out.shape());
-  const Tensor block_lse = be.empty({B, H, Sq}, DType::kF32);
   // Two flat buffers per tensor (one in hand, one arriving), viewed at the length of the block they hold.
   const int64_t longest = *std::max_element(kv_lengths.begin(), kv_lengths.end());
   const Tensor kbuf[2] = {be.empty({B * longest * H * D}, k.dtype()), be.empty({B * longest * H * D}, k.dtype())};
@@ -37,9 +31,16 @@ void ring_attention(Backend& be, Communicator& ring, const std::vector<int64_t>&
   PD_REQUIRE(!queries || std::accumulate(kv_lengths.begin(), kv_lengths.end(), int64_t(0)) > 0,
              "ring_attention: queries but no keys in any block");
 
+  // Each block's output and log-sum-exp are kept and merged in one pass at the end (Backend::lse_merge); on a ring
+  // of more blocks than one merge takes, the pending ones are first folded into one.
+  std::vector<Tensor> outs, lses;
+  const auto merge_into = [&](const Tensor& o, const Tensor& l) {
+    be.lse_merge(o, l, outs, lses);
+    outs.clear();
+    lses.clear();
+  };
   const int next = (r + 1) % R, prev = (r + R - 1) % R;
   Tensor cur_k = k, cur_v = v;
-  bool accumulated = false;
   for (int step = 0; step < R; ++step) {
     const int held = (r - step + R) % R;  // the block in hand started on this rank
     std::unique_ptr<CommRequest> transfer;
@@ -52,14 +53,15 @@ void ring_attention(Backend& be, Communicator& ring, const std::vector<int64_t>&
           {P2POp::send(cur_k, next), P2POp::send(cur_v, next), P2POp::recv(next_k, prev), P2POp::recv(next_v, prev)});
     }
     if (queries && kv_lengths[held] > 0) {
-      if (!accumulated) {
-        be.attention(out_is_acc ? acc : block_out, acc_lse, q, cur_k, cur_v, scale);
-        if (!out_is_acc) be.copy(acc, block_out);
-        accumulated = true;
-      } else {
-        be.attention(block_out, block_lse, q, cur_k, cur_v, scale);
-        be.lse_merge(acc, acc_lse, block_out, block_lse);
+      if (int(outs.size()) == Backend::kMaxLseMergeBlocks) {
+        const Tensor o = be.empty(out.shape()), l = be.empty({B, H, Sq}, DType::kF32);
+        merge_into(o, l);
+        outs.push_back(o);
+        lses.push_back(l);
       }
+      outs.push_back(be.empty(out.shape()));
+      lses.push_back(be.empty({B, H, Sq}, DType::kF32));
+      be.attention(outs.back(), lses.back(), q, cur_k, cur_v, scale);
     }
     if (transfer) {
       transfer->wait();
@@ -67,7 +69,7 @@ void ring_attention(Backend& be, Communicator& ring, const std::vector<int64_t>&
       cur_v = next_v;
     }
   }
-  if (!out_is_acc && queries) be.copy(out, acc);
+  if (queries) merge_into(out, lse);
 }
 
 }  // namespace paradit

@@ -276,35 +276,51 @@ void run_biased_case(Env& env, const AttnCase& c, uint64_t seed) {
   EXPECT_EQ(env.nan_count(cat.gpu), cat.gpu.numel() - out.gpu.numel()) << c.name;
 }
 
-// Ring attention's merge on the GPU: f32 accumulators, a bf16 (or f32) block, and log-sum-exps of −∞ where
-// nothing was accumulated yet, where the block had no keys, and where both hold.
+// Ring attention's merge on the GPU against the CPU's: 1, 3 and 16 blocks in bf16 or f32, out in f32 or bf16 (a
+// strided view into a poisoned buffer), log-sum-exps of −∞ where a block had no keys, and rows where no block had.
 TEST(CudaOpsExt, LseMergeMatchesCpu) {
   PD_GPU_ENV(env);
   const int64_t B = 2, S = 37, H = 3, d = 128;
   uint64_t seed = 900;
-  for (const DType block_dtype : {DType::kBF16, DType::kF32}) {
-    Tensor lse_h = random_host({B, H, S}, seed++, 3.0f), block_lse_h = random_host({B, H, S}, seed++, 3.0f);
-    for (int64_t i = 0; i < lse_h.numel(); i += 7) lse_h.data_as<float>()[i] = -INFINITY;
-    for (int64_t i = 3; i < block_lse_h.numel(); i += 11) block_lse_h.data_as<float>()[i] = -INFINITY;
-    const Pair out = env.input({B, S, H, d}, seed++, 1.0f, DType::kF32);
-    const Pair lse = env.from_host(lse_h, DType::kF32), block_lse = env.from_host(block_lse_h, DType::kF32);
-    const Pair block_out = env.input({B, S, H, d}, seed++, 1.0f, block_dtype);
-    env.cpu->lse_merge(out.cpu, lse.cpu, block_out.cpu, block_lse.cpu);
-    env.gpu->lse_merge(out.gpu, lse.gpu, block_out.gpu, block_lse.gpu);
-    EXPECT_LE(env.rel(out), 1e-5) << dtype_name(block_dtype);
-    const Tensor got = env.gpu->download_f32(lse.gpu), want = env.cpu->download_f32(lse.cpu);
-    int64_t infinite = 0;
-    for (int64_t i = 0; i < want.numel(); ++i) {
-      const float g = got.data_as<float>()[i], w = want.data_as<float>()[i];
-      if (std::isinf(w)) {
-        ++infinite;
-        EXPECT_EQ(g, w) << i;
-      } else {
-        EXPECT_NEAR(g, w, 1e-5f * std::max(1.0f, std::fabs(w))) << i;
+  for (const int n : {1, 3, 16})
+    for (const DType block_dtype : {DType::kBF16, DType::kF32})
+      for (const DType out_dtype : {DType::kF32, DType::kBF16}) {
+        const std::string what = detail::concat(n, " blocks of ", dtype_name(block_dtype), " into ", dtype_name(out_dtype));
+        std::vector<Pair> outs, lses;
+        for (int j = 0; j < n; ++j) {
+          Tensor lse_h = random_host({B, H, S}, seed++, 3.0f);
+          // Block j has no keys for every (j + 2)-th row; row 0 of batch 0, head 0 has keys in no block.
+          for (int64_t i = 0; i < lse_h.numel(); i += j + 2) lse_h.data_as<float>()[i] = -INFINITY;
+          lses.push_back(env.from_host(lse_h, DType::kF32));
+          outs.push_back(env.input({B, S, H, d}, seed++, 1.0f, block_dtype));
+        }
+        std::vector<Tensor> cpu_outs, gpu_outs, cpu_lses, gpu_lses;
+        for (int j = 0; j < n; ++j) {
+          cpu_outs.push_back(outs[size_t(j)].cpu);
+          gpu_outs.push_back(outs[size_t(j)].gpu);
+          cpu_lses.push_back(lses[size_t(j)].cpu);
+          gpu_lses.push_back(lses[size_t(j)].gpu);
+        }
+        const Pair buffer = env.poisoned({B, S, H, 2 * d}, out_dtype);
+        const Pair out = view(buffer, chunk(1, d));
+        const Pair lse = env.poisoned({B, H, S}, DType::kF32);
+        env.cpu->lse_merge(out.cpu, lse.cpu, cpu_outs, cpu_lses);
+        env.gpu->lse_merge(out.gpu, lse.gpu, gpu_outs, gpu_lses);
+        EXPECT_LE(env.rel(out), out_dtype == DType::kF32 ? 1e-5 : 1e-2) << what;
+        EXPECT_EQ(env.nan_count(buffer.gpu), buffer.gpu.numel() - out.gpu.numel()) << what;
+        const Tensor got = env.gpu->download_f32(lse.gpu), want = env.cpu->download_f32(lse.cpu);
+        int64_t infinite = 0;
+        for (int64_t i = 0; i < want.numel(); ++i) {
+          const float g = got.data_as<float>()[i], w = want.data_as<float>()[i];
+          if (std::isinf(w)) {
+            ++infinite;
+            EXPECT_EQ(g, w) << what << " " << i;
+          } else {
+            EXPECT_NEAR(g, w, 1e-5f * std::max(1.0f, std::fabs(w))) << what << " " << i;
+          }
+        }
+        EXPECT_GT(infinite, 0) << what;  // the rows without keys were exercised
       }
-    }
-    EXPECT_GT(infinite, 0);  // the both-empty rows were exercised
-  }
 }
 
 TEST(CudaOpsExt, AttentionBiasedMatchesCpu) {

@@ -31,7 +31,8 @@ class FailingBackend final : public Backend {
   void layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& sh, const Tensor& sc, float e) override {
     in_->layer_norm_modulate(y, x, sh, sc, e);
   }
-  void lse_merge(const Tensor& o, const Tensor& l, const Tensor& bo, const Tensor& bl) override {
+  void lse_merge(const Tensor& o, const Tensor& l, const std::vector<Tensor>& bo,
+                 const std::vector<Tensor>& bl) override {
     in_->lse_merge(o, l, bo, bl);
   }
   void gated_add_layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& d, const Tensor& g,

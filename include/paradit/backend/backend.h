@@ -98,16 +98,20 @@ class Backend {
   virtual void attention(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                          float scale) = 0;
 
-  // Ring attention's log-sum-exp merge: folds the attention of the same queries over one more key/value block into
-  // a running result. Per query row and head, with σ the logistic function,
-  //   out ← out − σ(block_lse − lse)·(out − block_out),    lse ← lse − log σ(lse − block_lse),
-  // which is out = (e^lse·out + e^block_lse·block_out) / (e^lse + e^block_lse) and lse = log(e^lse + e^block_lse)
-  // without overflow; an lse of −∞ (no keys so far, or none in the block) carries weight zero.
-  // out f32 [B, S, H, d] and lse f32 [B, H, S] are updated in place; block_out [B, S, H, d] (compute dtype or f32)
-  // and block_lse f32 [B, H, S] are what attention() gave for the block. Last dimensions contiguous.
-  virtual void lse_merge(const Tensor& out, const Tensor& lse, const Tensor& block_out, const Tensor& block_lse) = 0;
+  // Ring attention's log-sum-exp merge of the attention of the same queries over several key/value blocks, in one
+  // pass (each block's output read once, the result written once). Per query row and head, with
+  // L = log Σ_j exp(block_lses[j]):
+  //   out = Σ_j exp(block_lses[j] − L)·block_outs[j],    lse = L (when lse is defined);
+  // a block lse of −∞ (no keys in that block) weighs zero; a row without keys in any block gets out 0, lse −∞.
+  // block_outs[j], block_lses[j] are what attention() gave for block j: [B, S, H, d] in f32 or compute dtype (one
+  // dtype and one set of strides for all), f32 [B, H, S] (one set of strides). out [B, S, H, d] in f32 or compute
+  // dtype, lse f32 [B, H, S] or undefined. 1 to kMaxLseMergeBlocks blocks; last dimensions contiguous.
+  static constexpr int kMaxLseMergeBlocks = 16;
+  virtual void lse_merge(const Tensor& out, const Tensor& lse, const std::vector<Tensor>& block_outs,
+                         const std::vector<Tensor>& block_lses) = 0;
   // The checks every backend's lse_merge makes first (shapes, dtypes, devices), throwing kInvalidArgument.
-  void check_lse_merge(const Tensor& out, const Tensor& lse, const Tensor& block_out, const Tensor& block_lse);
+  void check_lse_merge(const Tensor& out, const Tensor& lse, const std::vector<Tensor>& block_outs,
+                       const std::vector<Tensor>& block_lses);
 
   // Elementwise; y may alias an input. Shapes equal.
   virtual void silu(const Tensor& y, const Tensor& x) = 0;

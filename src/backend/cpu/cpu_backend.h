@@ -38,7 +38,8 @@ class CpuBackend final : public Backend {
 
   void attention(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                  float scale) override;
-  void lse_merge(const Tensor& out, const Tensor& lse, const Tensor& block_out, const Tensor& block_lse) override;
+  void lse_merge(const Tensor& out, const Tensor& lse, const std::vector<Tensor>& block_outs,
+                 const std::vector<Tensor>& block_lses) override;
 
   void silu(const Tensor& y, const Tensor& x) override;
   void gelu_tanh(const Tensor& y, const Tensor& x) override;

@@ -115,12 +115,12 @@ void CudaBackendImpl::layer_norm_modulate(const Tensor& y, const Tensor& x, cons
   cuda::launch_layer_norm_modulate(y, x, shift, scale, eps, stream_);
 }
 
-void CudaBackendImpl::lse_merge(const Tensor& out, const Tensor& lse, const Tensor& block_out,
-                                const Tensor& block_lse) {
-  check_lse_merge(out, lse, block_out, block_lse);
+void CudaBackendImpl::lse_merge(const Tensor& out, const Tensor& lse, const std::vector<Tensor>& block_outs,
+                                const std::vector<Tensor>& block_lses) {
+  check_lse_merge(out, lse, block_outs, block_lses);
   if (out.numel() == 0) return;
   cuda::DeviceGuard guard(index_);
-  cuda::launch_lse_merge(out, lse, block_out, block_lse, stream_);
+  cuda::launch_lse_merge(out, lse, block_outs, block_lses, stream_);
 }
 
 void CudaBackendImpl::gated_add_layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& delta,
