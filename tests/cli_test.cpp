@@ -210,7 +210,7 @@ TEST_F(CliTest, BenchPipelineProfileReportsTimePerRegion) {
     const nlohmann::json regions = nlohmann::json::parse(r.out)["regions_ms_per_step"];
     for (const char* name : {"encode", "embeddings, RoPE tables", "QKV GEMMs", "q/k RMSNorm + RoPE",
                              "attention (+ SP transfers)", "MLP-in GEMMs (+ GELU)", "out GEMMs (+ TP all-reduce)",
-                             "final layer", "decode"}) {
+                             "final layer", "decode: latents", "decode: image download, 8-bit"}) {
       ASSERT_TRUE(regions.contains(name)) << name << " missing from " << regions;
       EXPECT_GE(regions[name].get<double>(), 0.0) << name;
     }

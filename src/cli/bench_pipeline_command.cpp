@@ -67,7 +67,7 @@ RunTimes run_once(Backend& backend, FluxPipeline& pipe, int size, int steps, boo
                                       true_cfg ? kTrueCfgScale : 1.0f);
   r.denoise_s = since(t);
   t = std::chrono::steady_clock::now();
-  backend.mark_region("decode");
+  backend.mark_region("decode: latents");
   const std::vector<Rgb8Image> images = pipe.decode(latents, size, size);
   PD_CHECK(images.size() == 1 && images[0].width == size, "decode gave no ", size, "² image");
   r.decode_s = since(t);

@@ -155,7 +155,7 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
     if (!decodes && !parallel_decode) continue;
 
     const Tensor final = backend_.download_f32(whole);
-    backend_.mark_region("decode");
+    backend_.mark_region("decode: latents");
     start = std::chrono::steady_clock::now();
     std::vector<Rgb8Image> decoded;
     if (parallel_decode) {

@@ -38,11 +38,14 @@ class VaeModel final : public VaeDecoder {
     // The latents are small (16 channels at 1/8 resolution): unscaled on the host in f32.
     const Tensor z = backend_.upload(unscale_latents(backend_.download_f32(latents), options.layout, config_),
                                      backend_.compute_dtype());
+    backend_.mark_region("decode: VAE");
     if (options.tiled) {
       const TileGrid grid = tile_grid(config_, options.tile_sample_size);
       if (needs_tiling(grid, z.size(1), z.size(2))) return to_rgb8(decode_tiles(z, grid));
     }
-    return to_rgb8(backend_.download_f32(run(z, nullptr)));
+    const Tensor y = run(z, nullptr);
+    backend_.mark_region("decode: image download, 8-bit");
+    return to_rgb8(backend_.download_f32(y));
   }
 
   Tensor decode_parallel(const Tensor& latents, Communicator& group, const VaeParallelOptions& options) override {
@@ -55,8 +58,10 @@ class VaeModel final : public VaeDecoder {
     validate(latents, options.layout);
     const Tensor z = backend_.upload(unscale_latents(backend_.download_f32(latents), options.layout, config_),
                                      backend_.compute_dtype());
+    backend_.mark_region("decode: VAE bands");
     const Tensor y = run_parallel(z, LatentLayout::kNHWC, group, options.root);
     if (!y.defined()) return {};
+    backend_.mark_region("decode: image download, 8-bit");
     return to_rgb8(backend_.download_f32(y));
   }
 
