@@ -70,6 +70,7 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
              "true CFG (a negative prompt and a CFG scale above 1)");
 
   backend_.set_region_timing(options_.time_regions);
+  (void)backend_.take_region_times();  // what a failed request left behind is not this one's
   backend_.mark_region("encode");
   auto start = std::chrono::steady_clock::now();
   FluxPromptEmbeds positive, negative;
