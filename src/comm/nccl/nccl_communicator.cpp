@@ -3,6 +3,8 @@
 #if PARADIT_HAS_NCCL
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <thread>
 #include <utility>
 
@@ -168,10 +170,14 @@ NcclCommunicator::NcclCommunicator(Backend& be, ncclComm_t comm, std::shared_ptr
     // The highest priority: when a transfer and a compute kernel become ready together (Ring's next K/V beside
     // an attention block, a single block's q/k/v beside its MLP GEMM), the block scheduler gives NCCL's few
     // CTAs their SMs first; a GEMM or attention kernel that fills every SM would otherwise hold the transfer
-    // back until it ends, and nothing would overlap.
+    // back until it ends, and nothing would overlap. PARADIT_NCCL_STREAM_PRIORITY=normal gives it the default
+    // priority instead (to measure what the priority buys).
     int least = 0, greatest = 0;
     check_cuda(cudaDeviceGetStreamPriorityRange(&least, &greatest), "cudaDeviceGetStreamPriorityRange");
-    check_cuda(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, greatest), "cudaStreamCreateWithPriority");
+    const char* priority = std::getenv("PARADIT_NCCL_STREAM_PRIORITY");
+    const bool normal = priority != nullptr && std::string(priority) == "normal";
+    check_cuda(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, normal ? least : greatest),
+               "cudaStreamCreateWithPriority");
     check_cuda(cudaEventCreateWithFlags(&inputs_ready_, cudaEventDisableTiming), "cudaEventCreateWithFlags");
     scratch_ = be_.empty({1}, DType::kF32);
   });
