@@ -1,7 +1,15 @@
 # Sourced by the side-by-side benchmarks: `run NAME CMD...` runs one bench within what is left of the call's
 # budget (deadline, BUDGET_S; RUN_TIMEOUT_S caps one run, default 300 s), its stdout (JSON lines) into
 # $RES/NAME.jsonl, its stderr into ${OUT:-/tmp}/NAME.err and its last lines to ours; a run that would start with under 30 s left is
-# skipped, so the table still prints.
+# skipped, so the table still prints. `start_budget NAME` comes first: results under /tmp/NAME (emptied; $RES), the
+# call's deadline BUDGET_S (default 540) seconds from now.
+start_budget() {
+  RES=/tmp/$1
+  mkdir -p "$RES" && rm -f "$RES"/*.jsonl
+  BUDGET_S=${BUDGET_S:-540}
+  deadline=$((SECONDS + BUDGET_S))
+}
+
 run() {
   local name=$1; shift
   local left=$((deadline - SECONDS))

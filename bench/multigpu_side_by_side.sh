@@ -27,11 +27,9 @@ SIZES=${3:-1024}
 STEPS=${4:-28}
 ITERS=${5:-2}
 HERE=$(cd "$(dirname "$0")" && pwd)
-RES=/tmp/multigpu_side_by_side  # one file per run; all rows end up in one file under $OUT (few files come back)
-mkdir -p "$RES" && rm -f "$RES"/*.jsonl
-BUDGET_S=${BUDGET_S:-540}
-deadline=$((SECONDS + BUDGET_S))
 source "$HERE/device_env.sh"
+source "$HERE/budgeted_run.sh"
+start_budget multigpu_side_by_side  # one file per run; all rows end up in one file under $OUT (few files come back)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c 'from importlib.metadata import version as v
 print(*(f"{p} {v(p)}" for p in ("torch", "diffusers", "transformers", "xfuser", "yunchang", "distvae")))' ||
@@ -46,8 +44,6 @@ if [[ -n ${MESHES:-} ]]; then  # only the meshes named (space-separated), e.g. M
   for m in "${meshes[@]}"; do [[ " $MESHES " == *" ${m%% *} "* ]] && kept+=("$m"); done
   meshes=("${kept[@]}")
 fi
-
-source "$HERE/budgeted_run.sh"
 
 if [[ ${PARADIT:-1} != 0 ]]; then
   for size in $SIZES; do

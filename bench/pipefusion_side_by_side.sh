@@ -14,12 +14,9 @@ STEPS=${3:-28}
 ITERS=${4:-10}
 WARM=${5:-1}
 HERE=$(cd "$(dirname "$0")" && pwd)
-RES=/tmp/pipefusion_side_by_side
-mkdir -p "$RES" && rm -f "$RES"/*.jsonl
-BUDGET_S=${BUDGET_S:-540}
-deadline=$((SECONDS + BUDGET_S))
 source "$HERE/device_env.sh"
 source "$HERE/budgeted_run.sh"
+start_budget pipefusion_side_by_side
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1
 
 # name ranks pipefusion ulysses tp (patches = pipefusion)

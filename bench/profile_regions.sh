@@ -13,12 +13,9 @@ SIZE=${2:-2048}
 STEPS=${3:-8}
 ITERS=${4:-3}
 HERE=$(cd "$(dirname "$0")" && pwd)
-RES=/tmp/profile_regions
-mkdir -p "$RES" && rm -f "$RES"/*.jsonl
-BUDGET_S=${BUDGET_S:-540}
-deadline=$((SECONDS + BUDGET_S))
 source "$HERE/device_env.sh"
 source "$HERE/budgeted_run.sh"
+start_budget profile_regions
 nvidia-smi --query-gpu=name --format=csv,noheader | head -1
 
 common=("$BUILD/paradit" bench pipeline --device cuda --size "$SIZE" --steps "$STEPS" --iters "$ITERS" --warmup 1

@@ -4,8 +4,8 @@
 #include <string>
 #include <utility>
 
-#include "backend/region_tally.h"
 #include "paradit/backend/backend.h"
+#include "paradit/backend/region_tally.h"
 
 namespace paradit {
 

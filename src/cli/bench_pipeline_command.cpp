@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "cli/stale_flags.h"
 #include "paradit/backend/backend.h"
+#include "paradit/backend/region_tally.h"
 #include "paradit/core/allocator.h"
 #include "paradit/core/status.h"
 #include "paradit/pipeline/flux_pipeline.h"
@@ -98,39 +99,30 @@ struct BenchSetup {
 
 // --profile: rank 0's device time per region (Backend::mark_region), summed over the timed runs; reported per
 // denoising step (encode and decode regions too, so that the shares add up to a whole run).
-class RegionTotals {
- public:
-  void add(const std::vector<RegionTime>& run) {
-    for (const RegionTime& t : run) {
-      auto it = std::find_if(totals_.begin(), totals_.end(), [&](const RegionTime& x) { return x.name == t.name; });
-      if (it == totals_.end()) it = totals_.insert(totals_.end(), {t.name, 0.0, 0});
-      it->ms += t.ms;
-      it->count += t.count;
-    }
-  }
-  // ,"regions_ms_per_step":{"name":ms,...}
-  std::string json(const BenchSetup& b) const {
-    if (totals_.empty()) return "";
-    std::string out = ",\"regions_ms_per_step\":{";
-    for (const RegionTime& t : totals_)
-      out += detail::concat(&t == &totals_.front() ? "" : ",", "\"", t.name, "\":", per_step(t, b));
-    return out + "}";
-  }
-  // A table on stderr (stdout keeps the one JSON line).
-  void print(const BenchSetup& b) const {
-    if (totals_.empty()) return;
-    double all = 0;
-    for (const RegionTime& t : totals_) all += t.ms;
-    std::fprintf(stderr, "\n| region (rank 0, device time) | ms per step | share |\n|---|---|---|\n");
-    for (const RegionTime& t : totals_)
-      std::fprintf(stderr, "| %s | %.2f | %.1f%% |\n", t.name.c_str(), per_step(t, b), 100.0 * t.ms / all);
-    std::fprintf(stderr, "| all | %.2f | |\n", all / (double(b.iters) * b.steps));
-  }
+std::vector<RegionTime> per_step(RegionTally& tally, const BenchSetup& b) {
+  std::vector<RegionTime> times = tally.take();
+  for (RegionTime& t : times) t.ms /= double(b.iters) * b.steps;
+  return times;
+}
 
- private:
-  static double per_step(const RegionTime& t, const BenchSetup& b) { return t.ms / (double(b.iters) * b.steps); }
-  std::vector<RegionTime> totals_;
-};
+// ,"regions_ms_per_step":{"name":ms,...}
+std::string regions_json(const std::vector<RegionTime>& times) {
+  if (times.empty()) return "";
+  std::string out = ",\"regions_ms_per_step\":{";
+  for (const RegionTime& t : times) out += detail::concat(&t == &times.front() ? "" : ",", "\"", t.name, "\":", t.ms);
+  return out + "}";
+}
+
+// A table on stderr (stdout keeps the one JSON line).
+void print_regions(const std::vector<RegionTime>& times) {
+  if (times.empty()) return;
+  double all = 0;
+  for (const RegionTime& t : times) all += t.ms;
+  std::fprintf(stderr, "\n| region (rank 0, device time) | ms per step | share |\n|---|---|---|\n");
+  for (const RegionTime& t : times)
+    std::fprintf(stderr, "| %s | %.2f | %.1f%% |\n", t.name.c_str(), t.ms, 100.0 * t.ms / all);
+  std::fprintf(stderr, "| all | %.2f | |\n", all);
+}
 
 // The stage medians as a table or one JSON object; `extra` adds JSON fields (leading comma included).
 void print_results(const BenchSetup& b, const std::string& device_name, const std::vector<RunTimes>& runs,
@@ -176,7 +168,7 @@ void bench_one_device(const BenchSetup& b) {
   if (memory) memory->reset_peak();
   std::vector<RunTimes> runs;  // the timed ones
   double first_run_s = 0;      // what a one-shot user waits (caches, autotuning, the T5 position bias table)
-  RegionTotals regions;
+  RegionTally regions;
   backend->set_region_timing(b.profile);
   for (int i = 0; i < b.warmup + b.iters; ++i) {
     backend->mark_region("encode");
@@ -192,8 +184,9 @@ void bench_one_device(const BenchSetup& b) {
   char extra[96], line[64];
   std::snprintf(extra, sizeof extra, ",\"ranks\":1,\"weights_gib\":%.2f,\"peak_gib\":%.2f", weights_gib, peak_gib);
   std::snprintf(line, sizeof line, "peak device memory %.2f GiB", peak_gib);
-  print_results(b, backend->name(), runs, first_run_s, load_s, extra + regions.json(b), line);
-  regions.print(b);
+  const std::vector<RegionTime> times = per_step(regions, b);
+  print_results(b, backend->name(), runs, first_run_s, load_s, extra + regions_json(times), line);
+  print_regions(times);
 }
 
 // Several ranks: whole requests through the Engine (every rank holds the random pipeline; rank 0 encodes).
@@ -228,7 +221,7 @@ void bench_engine(const BenchSetup& b, const MeshRequest& mesh_request, EngineOp
   req.seed = kNoiseSeed;
   std::vector<RunTimes> runs;
   double first_run_s = 0;
-  RegionTotals regions;
+  RegionTally regions;
   for (int i = 0; i < b.warmup + b.iters; ++i) {
     const auto start = std::chrono::steady_clock::now();
     const FluxResult result = engine->generate(req);
@@ -261,9 +254,10 @@ void bench_engine(const BenchSetup& b, const MeshRequest& mesh_request, EngineOp
   const std::string extra = detail::concat(",\"ranks\":", engine->mesh().world(), ",\"mesh\":\"", flags,
                                            "\",\"exact\":", note.empty() ? "true" : "false", ",\"peak_gib\":",
                                            two(max_peak), ",\"peak_gib_per_rank\":[", peaks,
-                                           "],\"weights_gib_per_rank\":[", weights, "]", regions.json(b));
-  print_results(b, engine->device_name(), runs, first_run_s, engine->load_seconds(), extra, "");
-  regions.print(b);
+                                           "],\"weights_gib_per_rank\":[", weights, "]");
+  const std::vector<RegionTime> times = per_step(regions, b);
+  print_results(b, engine->device_name(), runs, first_run_s, engine->load_seconds(), extra + regions_json(times), "");
+  print_regions(times);
 }
 
 }  // namespace

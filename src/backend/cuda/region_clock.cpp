@@ -8,7 +8,7 @@
 
 #include "backend/cuda/cuda_backend_impl.h"
 #include "backend/cuda/cuda_check.h"
-#include "backend/region_tally.h"
+#include "paradit/backend/region_tally.h"
 
 namespace paradit {
 
