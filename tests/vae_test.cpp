@@ -363,7 +363,7 @@ TEST(VaeToRgb8, MatchesNumpyRounding) {
   Tensor y = Tensor::empty({1, H, W, 3}, DType::kF32, cpu_allocator());
   std::copy_n(random.data_as<float>(), y.numel(), y.data_as<float>());
   std::copy(values.begin(), values.end(), y.data_as<float>() + 1000);
-  const std::vector<Rgb8Image> got = vae::to_rgb8(y);
+  const std::vector<Rgb8Image> got = vae::to_rgb8(*create_cpu_backend(), y);
   ASSERT_EQ(got.size(), 1u);
   ASSERT_EQ(int64_t(got[0].pixels.size()), y.numel());
   int64_t wrong = 0;

@@ -31,29 +31,47 @@ void warn(FluxResult& r, std::string message) {
   r.warnings.push_back(std::move(message));
 }
 
-// Host f32 packed latents [B, N, 64] of a width×height image, checked, as the unpacked NCHW latents the VAE takes.
+// Packed f32 latents [B, N, 64] of a width×height image, on the host or on the backend's device, checked, as the
+// unpacked NHWC latents [B, h, w, 16] f32 on the device that the VAE takes: FluxPipeline._unpack_latents as one
+// strided copy on the device, packed[b, i·w/2 + j, c·4 + py·2 + px] = latent[b, 2i + py, 2j + px, c].
 Tensor vae_latents(Backend& backend, const Tensor& latents, int64_t width, int64_t height) {
   check_flux_image_size(width, height);
-  PD_REQUIRE(latents.defined() && latents.device().is_cpu() && latents.dim() == 3, "decode takes host latents ",
-             "[B, N, 64], got ", latents.defined() ? latents.desc() : std::string("undefined"));
+  PD_REQUIRE(latents.defined() && (latents.device().is_cpu() || latents.device() == backend.device()) &&
+                 latents.dim() == 3 && latents.dtype() == DType::kF32,
+             "decode takes f32 latents [B, N, 64] on the host or on ", backend.device().str(), ", got ",
+             latents.defined() ? latents.desc() : std::string("undefined"));
   const Shape packed = flux_packed_latent_shape(latents.size(0), height, width);
   PD_REQUIRE(latents.shape() == packed, "decode: latents ", shape_str(latents.shape()), " do not fit a ", width,
              "x", height, " image (expected ", shape_str(packed), ")");
-  const int64_t lh = kFluxPatch * (height / kFluxPixelsPerToken), lw = kFluxPatch * (width / kFluxPixelsPerToken);
-  return backend.upload(unpack_latents(latents, lh, lw), DType::kF32);
+  const Tensor here = latents.device() == backend.device() && latents.is_contiguous()
+                          ? latents
+                          : backend.upload(latents.device().is_cpu() ? latents : backend.download_f32(latents),
+                                           DType::kF32);
+  const int64_t B = latents.size(0), h2 = height / kFluxPixelsPerToken, w2 = width / kFluxPixelsPerToken;
+  const int64_t C = kFluxLatentChannels;
+  const Tensor by_patch = here.view({B, h2, w2, C, kFluxPatch, kFluxPatch})  // b, i, j, c, py, px
+                              .transpose(3, 4)                               // b, i, j, py, c, px
+                              .transpose(4, 5)                               // b, i, j, py, px, c
+                              .transpose(2, 3);                              // b, i, py, j, px, c
+  Tensor z = backend.empty({B, h2, kFluxPatch, w2, kFluxPatch, C}, DType::kF32);
+  backend.copy(z, by_patch);
+  return z.view({B, h2 * kFluxPatch, w2 * kFluxPatch, C});
 }
 
 }  // namespace
 
 std::vector<Rgb8Image> Pipeline::decode(const Tensor& latents, int64_t width, int64_t height) {
   VaeDecodeOptions options;
+  options.layout = LatentLayout::kNHWC;
   options.tiled = options_.vae_tiling;
   return vae_->decode_to_rgb8(vae_latents(backend_, latents, width, height), options);
 }
 
 std::vector<Rgb8Image> Pipeline::decode_parallel(const Tensor& latents, int64_t width, int64_t height,
                                                  Communicator& group) {
-  return vae_->decode_to_rgb8_parallel(vae_latents(backend_, latents, width, height), group);
+  VaeParallelOptions options;
+  options.layout = LatentLayout::kNHWC;
+  return vae_->decode_to_rgb8_parallel(vae_latents(backend_, latents, width, height), group, options);
 }
 
 bool Pipeline::prepare(const FluxRequest& req, FluxResult& r, bool report) const {

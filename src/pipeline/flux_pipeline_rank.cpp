@@ -164,10 +164,10 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
       // StreamOrderScope): its halo exchanges and GroupNorm all-reduces no longer stop the host.
       StreamOrderScope order(backend_, g.vae.get(), warm_decode_shapes_, {req.width, req.height, 0, 0});
       order.before_step(0);
-      decoded = decode_parallel(final, req.width, req.height, *g.vae);
+      decoded = decode_parallel(whole, req.width, req.height, *g.vae);
       order.finish();
     } else {
-      decoded = decode(final, req.width, req.height);
+      decoded = decode(whole, req.width, req.height);
     }
     r.timings.decode_s += seconds_since(start);
     if (!decodes) continue;

@@ -1,5 +1,5 @@
 // The CUDA backend's text-encoder and VAE ops (axpby, mul, quick_gelu, embedding, layer_norm, attention_biased,
-// conv2d, group_norm, upsample_nearest2x), Ring attention's lse_merge, its GEMM attention path (head dims above cuDNN's 256, forced with
+// conv2d, group_norm, upsample_nearest2x, to_rgb8), Ring attention's lse_merge, its GEMM attention path (head dims above cuDNN's 256, forced with
 // PARADIT_CUDA_ATTENTION=gemm) and wide rms_norm rows, each against the CPU backend (fp32 reference) on the
 // same inputs: host f32 values rounded to bf16 first, so both sides start from identical numbers. Outputs are
 // poisoned with NaN first; strided views check that nothing outside them is written.
@@ -547,6 +547,32 @@ TEST(CudaOpsExt, UpsampleNearest2xCopiesExactly) {
     EXPECT_EQ(env.max_abs(y), 0.0) << "C " << c.C;
     EXPECT_EQ(env.nan_count(ybuf.gpu), ybuf.gpu.numel() - y.gpu.numel()) << "C " << c.C;
   }
+}
+
+// The 8-bit conversion on the device gives the bytes the CPU backend gives: from bf16 values (what the VAE
+// hands over) and from f32 values with NaN, ±inf, out-of-range values and every rounding tie in [0, 255] and its
+// neighbours (the ties are not representable in bf16).
+TEST(CudaOpsExt, ToRgb8MatchesCpuBytes) {
+  PD_GPU_ENV(env);
+  const Pair x = env.input({1, 333, 517, 3}, 2400);  // 516 K values, not a multiple of any block
+  std::vector<uint8_t> want(size_t(x.cpu.numel()), 7), got(size_t(x.cpu.numel()), 9);
+  env.cpu->to_rgb8(x.cpu, want.data());
+  env.gpu->to_rgb8(x.gpu, got.data());
+  EXPECT_EQ(want, got) << "from bf16";
+
+  std::vector<float> values = {std::nanf(""), INFINITY, -INFINITY, -1.0f, 1.0f, 0.0f, -2.0f, 3.0f, -0.0f};
+  for (int k = 0; k < 256; ++k) {
+    const float half = ((float(k) + 0.5f) / 255.0f) * 2.0f - 1.0f;
+    values.insert(values.end(), {half, std::nextafter(half, -2.0f), std::nextafter(half, 2.0f)});
+  }
+  Tensor host = Tensor::empty({1, 1, int64_t(values.size()), 1}, DType::kF32, cpu_allocator());
+  std::copy(values.begin(), values.end(), host.data_as<float>());
+  std::vector<uint8_t> want32(values.size(), 7), got32(values.size(), 9);
+  env.cpu->to_rgb8(host, want32.data());
+  env.gpu->to_rgb8(env.gpu->upload(host, DType::kF32), got32.data());
+  EXPECT_EQ(want32, got32) << "from f32";
+  EXPECT_EQ(got32[0], 0);    // NaN
+  EXPECT_EQ(got32[1], 255);  // +inf
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ class FailingBackend final : public Backend {
     in_->group_norm(y, x, w, b, groups, e, silu);
   }
   void upsample_nearest2x(const Tensor& y, const Tensor& x) override { in_->upsample_nearest2x(y, x); }
+  void to_rgb8(const Tensor& y, uint8_t* dst) override { in_->to_rgb8(y, dst); }
   void group_norm_sums(const Tensor& s, const Tensor& x, int groups, const Tensor& shift) override {
     in_->group_norm_sums(s, x, groups, shift);
   }

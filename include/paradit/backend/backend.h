@@ -63,6 +63,14 @@ class Backend {
   }
   std::vector<RegionTime> take_region_times();
 
+  // --- Room for transfers beside compute ---
+  // While a transfer runs beside compute (Ring's next K/V block under this block's attention, Ulysses' q/k/v under
+  // an MLP GEMM), the GEMM and attention kernels — persistent ones fill every SM until they end — would hold the
+  // transfer's kernels back until they finish. With `sms` > 0 the backend runs its GEMMs and attention on that
+  // many fewer multiprocessors; 0 (the default) gives them all. Backends without such kernels ignore it.
+  virtual void set_reserved_sms(int sms) { (void)sms; }
+  virtual int reserved_sms() const { return 0; }
+
   // dst = src elementwise: same shape, any strides, any dtypes (converted). Either side may be a host tensor
   // (the other on this backend's device); a host side must then be contiguous.
   virtual void copy(const Tensor& dst, const Tensor& src) = 0;
@@ -148,6 +156,11 @@ class Backend {
                           float eps, bool silu) = 0;
   // Nearest-neighbour ×2: y [B, 2H, 2W, C] from x [B, H, W, C].
   virtual void upsample_nearest2x(const Tensor& y, const Tensor& x) = 0;
+  // A decoded image as 8 bits, what diffusers' VaeImageProcessor.postprocess and numpy_to_pil give:
+  // dst[i] = round((y[i]·0.5 + 0.5).clamp(0, 1)·255) in f32, ties to even (numpy's rounding), NaN → 0. y: a
+  // contiguous tensor of this backend in f32 or compute dtype; dst: host memory of y.numel() bytes, written when
+  // the call returns. Converting where y lives moves a quarter (f32) of the bytes to the host.
+  virtual void to_rgb8(const Tensor& y, uint8_t* dst) = 0;
 
   // GroupNorm split in two, for an image cut into bands over ranks (the parallel VAE): each rank sums its band,
   // the ranks all-reduce the sums, and each normalises its band with the image-wide statistics.
@@ -175,6 +188,20 @@ class Backend {
 
  private:
   std::unique_ptr<RegionClock> region_clock_;
+};
+
+// Leaves `sms` multiprocessors of the backend to transfers for the scope's lifetime (Backend::set_reserved_sms),
+// then restores what was reserved before.
+class ReservedSms {
+ public:
+  ReservedSms(Backend& be, int sms) : be_(be), before_(be.reserved_sms()) { be_.set_reserved_sms(sms); }
+  ~ReservedSms() { be_.set_reserved_sms(before_); }
+  ReservedSms(const ReservedSms&) = delete;
+  ReservedSms& operator=(const ReservedSms&) = delete;
+
+ private:
+  Backend& be_;
+  int before_;
 };
 
 // fp32 reference backend; threads = 0 uses every core.

@@ -74,6 +74,7 @@ class CudaBackendImpl final : public CudaBackend {
   void group_norm(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias, int groups, float eps,
                   bool silu) override;
   void upsample_nearest2x(const Tensor& y, const Tensor& x) override;
+  void to_rgb8(const Tensor& y, uint8_t* dst) override;
   void group_norm_sums(const Tensor& sums, const Tensor& x, int groups, const Tensor& shift) override;
   void group_norm_apply(const Tensor& y, const Tensor& x, const Tensor& sums, const Tensor& shift, double count,
                         const Tensor& weight, const Tensor& bias, int groups, float eps, bool silu) override;
@@ -82,6 +83,8 @@ class CudaBackendImpl final : public CudaBackend {
   void reset_peak() override { alloc_->reset_peak(); }
   void release_cached() override { alloc_->release_cached(); }
   void* stream() const override { return stream_; }
+  void set_reserved_sms(int sms) override;
+  int reserved_sms() const override { return reserved_sms_; }
 
  protected:
   std::unique_ptr<RegionClock> make_region_clock() override;
@@ -106,6 +109,8 @@ class CudaBackendImpl final : public CudaBackend {
   std::unique_ptr<cuda::Conv2d> conv_;                   // created at the first conv2d call
   bool force_gemm_attention_ = false;                    // PARADIT_CUDA_ATTENTION=gemm
   bool force_gemm_conv_ = false;                         // PARADIT_CUDA_CONV=gemm
+  int sm_count_ = 0;                                     // the GPU's multiprocessors
+  int reserved_sms_ = 0;                                 // left to transfers (set_reserved_sms)
 };
 
 namespace cuda {

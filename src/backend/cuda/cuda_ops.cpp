@@ -11,6 +11,7 @@
 #include "backend/cuda/group_norm.h"
 #include "backend/cuda/layer_norm.h"
 #include "backend/cuda/lse_merge.h"
+#include "backend/cuda/rgb8.h"
 #include "backend/cuda/rms_norm_rope.h"
 #include "backend/cuda/scratch.h"
 #include "backend/cuda/text_ops.h"
@@ -86,7 +87,8 @@ void CudaBackendImpl::linear(const Tensor& y, const Tensor& x, const Tensor& w, 
   PD_REQUIRE(p.ldx >= K && p.ldy >= N, op, ": rows of x ", x.desc(), " or y ", y.desc(), " overlap (strides ",
              shape_str(x.strides()), ", ", shape_str(y.strides()), ")");
   cuda::DeviceGuard guard(index_);
-  matmul_->linear(p, y.data(), x.data(), w.data(), bias.defined() ? bias.data() : nullptr, ep, stream_);
+  matmul_->linear(p, y.data(), x.data(), w.data(), bias.defined() ? bias.data() : nullptr, ep,
+                  reserved_sms_ > 0 ? sm_count_ - reserved_sms_ : 0, stream_);
 }
 
 void CudaBackendImpl::layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale,
@@ -217,7 +219,7 @@ void CudaBackendImpl::attention(const Tensor& out, const Tensor& lse, const Tens
   // softmax otherwise (the VAE's 512-wide head).
   if (!force_gemm_attention_ && cuda::Sdpa::eligible(out, q, k, v)) {
     if (!sdpa_) sdpa_ = std::make_unique<cuda::Sdpa>(stream_);
-    if (sdpa_->run(out, lse, q, k, v, scale, *alloc_)) return;
+    if (sdpa_->run(out, lse, q, k, v, scale, reserved_sms_ > 0 ? sm_count_ - reserved_sms_ : 0, *alloc_)) return;
   }
   gemm_attention().run(out, lse, q, k, v, scale, Tensor(), false, *alloc_);
 }
@@ -503,6 +505,19 @@ void CudaBackendImpl::upsample_nearest2x(const Tensor& y, const Tensor& x) {
   if (y.numel() == 0) return;
   cuda::DeviceGuard guard(index_);
   cuda::launch_upsample_nearest2x(y, x, stream_);
+}
+
+void CudaBackendImpl::to_rgb8(const Tensor& y, uint8_t* dst) {
+  require_here("to_rgb8", "y", y);
+  PD_REQUIRE(y.is_contiguous() && (y.dtype() == DType::kF32 || y.dtype() == DType::kBF16),
+             "to_rgb8: y must be contiguous f32 or bf16, got ", y.desc());
+  PD_REQUIRE(dst != nullptr || y.numel() == 0, "to_rgb8: no destination");
+  if (y.numel() == 0) return;
+  cuda::DeviceGuard guard(index_);
+  cuda::Scratch bytes(*alloc_, size_t(y.numel()));
+  cuda::launch_to_rgb8(y, bytes.as<uint8_t>(), stream_);
+  PD_CUDA_CHECK(cudaMemcpyAsync(dst, bytes.get(), size_t(y.numel()), cudaMemcpyDeviceToHost, stream_));
+  synchronize();  // the bytes are the caller's when this returns
 }
 
 }  // namespace paradit

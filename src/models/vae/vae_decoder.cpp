@@ -34,18 +34,15 @@ class VaeModel final : public VaeDecoder {
   }
 
   std::vector<Rgb8Image> decode_to_rgb8(const Tensor& latents, const VaeDecodeOptions& options) override {
-    validate(latents, options.layout);
-    // The latents are small (16 channels at 1/8 resolution): unscaled on the host in f32.
-    const Tensor z = backend_.upload(unscale_latents(backend_.download_f32(latents), options.layout, config_),
-                                     backend_.compute_dtype());
+    const Tensor z = unscaled(latents, options.layout);
     backend_.mark_region("decode: VAE");
     if (options.tiled) {
       const TileGrid grid = tile_grid(config_, options.tile_sample_size);
-      if (needs_tiling(grid, z.size(1), z.size(2))) return to_rgb8(decode_tiles(z, grid));
+      if (needs_tiling(grid, z.size(1), z.size(2))) return to_rgb8(backend_, decode_tiles(z, grid));
     }
     const Tensor y = run(z, nullptr);
     backend_.mark_region("decode: image download, 8-bit");
-    return to_rgb8(backend_.download_f32(y));
+    return to_rgb8(backend_, y);
   }
 
   Tensor decode_parallel(const Tensor& latents, Communicator& group, const VaeParallelOptions& options) override {
@@ -55,14 +52,12 @@ class VaeModel final : public VaeDecoder {
 
   std::vector<Rgb8Image> decode_to_rgb8_parallel(const Tensor& latents, Communicator& group,
                                                  const VaeParallelOptions& options) override {
-    validate(latents, options.layout);
-    const Tensor z = backend_.upload(unscale_latents(backend_.download_f32(latents), options.layout, config_),
-                                     backend_.compute_dtype());
+    const Tensor z = unscaled(latents, options.layout);
     backend_.mark_region("decode: VAE bands");
     const Tensor y = run_parallel(z, LatentLayout::kNHWC, group, options.root);
     if (!y.defined()) return {};
     backend_.mark_region("decode: image download, 8-bit");
-    return to_rgb8(backend_.download_f32(y));
+    return to_rgb8(backend_, y);
   }
 
   Tensor decode_tapped(const Tensor& latents, LatentLayout layout, const VaeTap& tap) {
@@ -80,6 +75,20 @@ class VaeModel final : public VaeDecoder {
                "VAE decode: latents ", latents.desc(), " are not ",
                layout == LatentLayout::kNCHW ? "[B, " : "[B, h, w, ", config_.latent_channels,
                layout == LatentLayout::kNCHW ? ", h, w]" : "]", " (", config_.summary(), ")");
+  }
+
+  // z/scaling + shift as contiguous NHWC latents in compute dtype, computed on the device in f32 (torch's
+  // `latents / scaling_factor + shift_factor` on f32 latents, the division as a multiplication by the f32
+  // reciprocal: within an ulp of it) and rounded once. The strided copy does the NCHW → NHWC transpose.
+  Tensor unscaled(const Tensor& latents, LatentLayout layout) {
+    validate(latents, layout);
+    const Tensor src = layout == LatentLayout::kNCHW ? latents.transpose(1, 2).transpose(2, 3) : latents;
+    Tensor f32 = backend_.empty(src.shape(), DType::kF32), shift = backend_.empty(src.shape(), DType::kF32);
+    backend_.copy(f32, src);
+    backend_.fill(shift, float(config_.shift_factor));
+    Tensor z = backend_.empty(src.shape());
+    backend_.axpby(z, f32, 1.0f / float(config_.scaling_factor), shift, 1.0f);
+    return z;
   }
 
   // Contiguous NHWC latents in compute dtype: the strided copy does the NCHW → NHWC transpose.
