@@ -61,8 +61,6 @@ void ring_attention(Backend& be, Communicator& ring, const std::vector<int64_t>&
       }
       outs.push_back(be.empty(out.shape()));
       lses.push_back(be.empty({B, H, Sq}, DType::kF32));
-      // The next block travels while this one is attended: attention leaves the transfer its SMs.
-      ReservedSms room(be, transfer ? std::max(be.reserved_sms(), ring.transfer_sms()) : be.reserved_sms());
       be.attention(outs.back(), lses.back(), q, cur_k, cur_v, scale);
     }
     if (transfer) {

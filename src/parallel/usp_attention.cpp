@@ -108,7 +108,6 @@ PostedUspAttention::PostedUspAttention(Backend& be, Communicator& ulysses, Commu
     }
     scatter_[size_t(c)] = ulysses.start(std::move(ops));
   }
-  room_.emplace(be, std::max(be.reserved_sms(), ulysses.transfer_sms()));
 }
 
 PostedUspAttention::~PostedUspAttention() = default;
@@ -125,7 +124,6 @@ int64_t PostedUspAttention::chunk_count(int p, int c) const {
 void PostedUspAttention::finish() {
   PD_REQUIRE(!finished_, "usp_attention: finish() called twice");
   finished_ = true;
-  room_.reset();
   const int U = ulysses_.size(), u = ulysses_.rank(), R = ring_.size();
   if (U == 1) {
     usp_attention(be_, ulysses_, ring_, shard_, out_, lse_, qkv_.select(2, 0), qkv_.select(2, 1), qkv_.select(2, 2),

@@ -63,14 +63,6 @@ class Backend {
   }
   std::vector<RegionTime> take_region_times();
 
-  // --- Room for transfers beside compute ---
-  // While a transfer runs beside compute (Ring's next K/V block under this block's attention, Ulysses' q/k/v under
-  // an MLP GEMM), the GEMM and attention kernels — persistent ones fill every SM until they end — would hold the
-  // transfer's kernels back until they finish. With `sms` > 0 the backend runs its GEMMs and attention on that
-  // many fewer multiprocessors; 0 (the default) gives them all. Backends without such kernels ignore it.
-  virtual void set_reserved_sms(int sms) { (void)sms; }
-  virtual int reserved_sms() const { return 0; }
-
   // dst = src elementwise: same shape, any strides, any dtypes (converted). Either side may be a host tensor
   // (the other on this backend's device); a host side must then be contiguous.
   virtual void copy(const Tensor& dst, const Tensor& src) = 0;
@@ -188,20 +180,6 @@ class Backend {
 
  private:
   std::unique_ptr<RegionClock> region_clock_;
-};
-
-// Leaves `sms` multiprocessors of the backend to transfers for the scope's lifetime (Backend::set_reserved_sms),
-// then restores what was reserved before.
-class ReservedSms {
- public:
-  ReservedSms(Backend& be, int sms) : be_(be), before_(be.reserved_sms()) { be_.set_reserved_sms(sms); }
-  ~ReservedSms() { be_.set_reserved_sms(before_); }
-  ReservedSms(const ReservedSms&) = delete;
-  ReservedSms& operator=(const ReservedSms&) = delete;
-
- private:
-  Backend& be_;
-  int before_;
 };
 
 // fp32 reference backend; threads = 0 uses every core.

@@ -109,9 +109,6 @@ class Communicator {
   // Waits on the host, with the timeout, until this rank's device work queued so far — compute and
   // transfers — is complete; throws as a call would if a transfer failed. Nothing to do for host transports.
   virtual void wait_all() {}
-  // How many of the device's multiprocessors this transport's transfers need to run beside compute (what the
-  // caller then reserves with Backend::set_reserved_sms). 0 for host transports, which use none.
-  virtual int transfer_sms() const { return 0; }
 
   // ---- Conveniences: one tensor cut along a dimension ----
 

@@ -9,7 +9,6 @@
 #pragma once
 
 #include <memory>
-#include <optional>
 #include <vector>
 
 #include "paradit/backend/backend.h"
@@ -35,8 +34,7 @@ void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const
 // The packed form in two calls, so that the caller's own GPU work runs beside the transfers: the constructor
 // posts q, k and v on their way, finish() attends as they arrive and brings each rank its rows back (into out
 // and lse). qkv, out and lse must live until finish(); every rank of the group calls both at the same point of
-// its sequence of collectives. In between, the backend's GEMMs and attention leave the transport the SMs it asks
-// for (Communicator::transfer_sms).
+// its sequence of collectives.
 class PostedUspAttention {
  public:
   PostedUspAttention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
@@ -60,7 +58,6 @@ class PostedUspAttention {
   int chunks_;
   std::vector<Tensor> arrived_;  // per chunk: [B, ring block, 3, the chunk's heads of this rank, d]
   std::vector<std::unique_ptr<CommRequest>> scatter_;
-  std::optional<ReservedSms> room_;  // while q, k and v travel beside the caller's work
   bool finished_ = false;
 };
 

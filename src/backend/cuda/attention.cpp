@@ -53,8 +53,7 @@ struct Sdpa::Entry {
 bool Sdpa::Key::operator==(const Key& o) const {
   const auto same3 = [](const int64_t* a, const int64_t* b) { return a[0] == b[0] && a[1] == b[1] && a[2] == b[2]; };
   return b == o.b && h == o.h && sq == o.sq && skv == o.skv && d == o.d && same3(q, o.q) && same3(k, o.k) &&
-         same3(v, o.v) && same3(this->o, o.o) && same3(l, o.l) && scale_bits == o.scale_bits && lse == o.lse &&
-         sm_target == o.sm_target;
+         same3(v, o.v) && same3(this->o, o.o) && same3(l, o.l) && scale_bits == o.scale_bits && lse == o.lse;
 }
 
 size_t Sdpa::KeyHash::operator()(const Key& k) const {
@@ -63,7 +62,7 @@ size_t Sdpa::KeyHash::operator()(const Key& k) const {
   for (int64_t v : {k.b, k.h, k.sq, k.skv, k.d}) mix(uint64_t(v));
   for (const int64_t* a : {k.q, k.k, k.v, k.o, k.l})
     for (int i = 0; i < 3; ++i) mix(uint64_t(a[i]));
-  mix(uint64_t(k.scale_bits) | uint64_t(k.lse) << 32 | uint64_t(uint32_t(k.sm_target)) << 33);
+  mix(uint64_t(k.scale_bits) | uint64_t(k.lse) << 32);
   return h;
 }
 
@@ -95,7 +94,7 @@ bool Sdpa::eligible(const Tensor& out, const Tensor& q, const Tensor& k, const T
 }
 
 bool Sdpa::run(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
-               int sm_target, Allocator& alloc) {
+               Allocator& alloc) {
   if (!eligible(out, q, k, v)) return false;
   Key key{};
   key.b = q.size(0);
@@ -115,7 +114,6 @@ bool Sdpa::run(const Tensor& out, const Tensor& lse, const Tensor& q, const Tens
   if (lse.defined()) strides(lse, key.l);  // lse [B, H, Sq]: batch, head, sequence
   std::memcpy(&key.scale_bits, &scale, sizeof(float));
   key.lse = lse.defined();
-  key.sm_target = sm_target;
 
   const auto describe = [&] {
     return detail::concat("q ", q.desc(), " strides ", shape_str(q.strides()), ", k ", k.desc(), " strides ",
@@ -131,7 +129,6 @@ bool Sdpa::run(const Tensor& out, const Tensor& lse, const Tensor& q, const Tens
       g->set_io_data_type(fe::DataType_t::BFLOAT16)
           .set_intermediate_data_type(fe::DataType_t::FLOAT)
           .set_compute_data_type(fe::DataType_t::FLOAT);
-      if (key.sm_target > 0) g->set_sm_count(key.sm_target);
       // Dims [B, H, S, d] over our [B, S, H, d] memory: the stride order follows the real layout.
       const auto bhsd = [&](const char* name, int64_t uid, int64_t s, const int64_t* st) {
         return g->tensor(fe::graph::Tensor_attributes()

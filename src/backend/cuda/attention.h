@@ -31,17 +31,15 @@ class Sdpa {
   // out = softmax(scale·q·kᵀ)·v; lse (f32 [B, H, Sq], natural log) when defined. Shapes are validated by the
   // caller. Returns false, having enqueued nothing, when the layout is not eligible or cuDNN has no engine for
   // the configuration (the refusal is cached: asking again costs a lookup); the caller then takes the GEMM
-  // path (attention_fallback.h). Other failures throw. Workspace comes from `alloc`. sm_target > 0 asks for engines
-  // that run on that many SMs (the rest stay free for a transfer beside them); 0 for all.
+  // path (attention_fallback.h). Other failures throw. Workspace comes from `alloc`.
   bool run(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
-           int sm_target, Allocator& alloc);
+           Allocator& alloc);
 
  private:
   struct Key {
     int64_t b, h, sq, skv, d;
     int64_t q[3], k[3], v[3], o[3], l[3];  // batch, sequence, head strides (lse: batch, head, sequence)
     uint32_t scale_bits;
-    int32_t sm_target;
     bool lse;
     bool operator==(const Key& o) const;
   };

@@ -78,7 +78,6 @@ CudaBackendImpl::CudaBackendImpl(int index) : index_(index) {
     PD_THROW(kUnavailable, "GPU ", index, " (", prop.name, ") has compute capability ", prop.major, ".", prop.minor,
              "; the CUDA backend needs 8.0 or newer (bf16 tensor cores)");
   name_ = detail::concat("cuda:", index, " ", prop.name);
-  sm_count_ = prop.multiProcessorCount;
   const auto env_is = [](const char* name, const char* value) {
     const char* v = std::getenv(name);
     return v && std::string(v) == value;
@@ -125,12 +124,6 @@ void CudaBackendImpl::release() noexcept {
     stream_ = nullptr;
   }
   if (prev >= 0 && prev != index_) (void)cudaSetDevice(prev);
-}
-
-void CudaBackendImpl::set_reserved_sms(int sms) {
-  PD_REQUIRE(sms >= 0, "reserved SMs must be at least 0, got ", sms);
-  // At least half the GPU stays with compute, whatever a transport asks for.
-  reserved_sms_ = std::min(sms, sm_count_ / 2);
 }
 
 void CudaBackendImpl::synchronize() {

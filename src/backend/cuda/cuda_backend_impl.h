@@ -83,8 +83,6 @@ class CudaBackendImpl final : public CudaBackend {
   void reset_peak() override { alloc_->reset_peak(); }
   void release_cached() override { alloc_->release_cached(); }
   void* stream() const override { return stream_; }
-  void set_reserved_sms(int sms) override;
-  int reserved_sms() const override { return reserved_sms_; }
 
  protected:
   std::unique_ptr<RegionClock> make_region_clock() override;
@@ -109,8 +107,6 @@ class CudaBackendImpl final : public CudaBackend {
   std::unique_ptr<cuda::Conv2d> conv_;                   // created at the first conv2d call
   bool force_gemm_attention_ = false;                    // PARADIT_CUDA_ATTENTION=gemm
   bool force_gemm_conv_ = false;                         // PARADIT_CUDA_CONV=gemm
-  int sm_count_ = 0;                                     // the GPU's multiprocessors
-  int reserved_sms_ = 0;                                 // left to transfers (set_reserved_sms)
 };
 
 namespace cuda {

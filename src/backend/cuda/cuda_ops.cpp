@@ -87,8 +87,7 @@ void CudaBackendImpl::linear(const Tensor& y, const Tensor& x, const Tensor& w, 
   PD_REQUIRE(p.ldx >= K && p.ldy >= N, op, ": rows of x ", x.desc(), " or y ", y.desc(), " overlap (strides ",
              shape_str(x.strides()), ", ", shape_str(y.strides()), ")");
   cuda::DeviceGuard guard(index_);
-  matmul_->linear(p, y.data(), x.data(), w.data(), bias.defined() ? bias.data() : nullptr, ep,
-                  reserved_sms_ > 0 ? sm_count_ - reserved_sms_ : 0, stream_);
+  matmul_->linear(p, y.data(), x.data(), w.data(), bias.defined() ? bias.data() : nullptr, ep, stream_);
 }
 
 void CudaBackendImpl::layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale,
@@ -219,7 +218,7 @@ void CudaBackendImpl::attention(const Tensor& out, const Tensor& lse, const Tens
   // softmax otherwise (the VAE's 512-wide head).
   if (!force_gemm_attention_ && cuda::Sdpa::eligible(out, q, k, v)) {
     if (!sdpa_) sdpa_ = std::make_unique<cuda::Sdpa>(stream_);
-    if (sdpa_->run(out, lse, q, k, v, scale, reserved_sms_ > 0 ? sm_count_ - reserved_sms_ : 0, *alloc_)) return;
+    if (sdpa_->run(out, lse, q, k, v, scale, *alloc_)) return;
   }
   gemm_attention().run(out, lse, q, k, v, scale, Tensor(), false, *alloc_);
 }

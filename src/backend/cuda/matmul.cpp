@@ -37,7 +37,7 @@ bool LtMatmul::Key::operator==(const Key& o) const {
   return p.rows == o.p.rows && p.n == o.p.n && p.k == o.p.k && p.ldx == o.p.ldx && p.ldy == o.p.ldy &&
          p.batch == o.p.batch && p.batch_stride_x == o.p.batch_stride_x && p.batch_stride_y == o.p.batch_stride_y &&
          ep == o.ep && has_bias == o.has_bias && align_x == o.align_x && align_w == o.align_w &&
-         align_y == o.align_y && align_bias == o.align_bias && sm_target == o.sm_target;
+         align_y == o.align_y && align_bias == o.align_bias;
 }
 
 size_t LtMatmul::KeyHash::operator()(const Key& k) const {
@@ -45,7 +45,7 @@ size_t LtMatmul::KeyHash::operator()(const Key& k) const {
   const auto mix = [&h](uint64_t v) { h ^= std::hash<uint64_t>{}(v) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2); };
   for (int64_t v : {k.p.rows, k.p.n, k.p.k, k.p.ldx, k.p.ldy, k.p.batch, k.p.batch_stride_x, k.p.batch_stride_y})
     mix(uint64_t(v));
-  mix(uint64_t(k.ep) | uint64_t(k.has_bias) << 8 | uint64_t(uint32_t(k.sm_target)) << 16);
+  mix(uint64_t(k.ep) | uint64_t(k.has_bias) << 8);
   mix(uint64_t(k.align_x) | uint64_t(k.align_w) << 16 | uint64_t(k.align_y) << 32 | uint64_t(k.align_bias) << 48);
   return h;
 }
@@ -67,9 +67,8 @@ LtMatmul::~LtMatmul() {
 }
 
 LtMatmul::Key LtMatmul::make_key(const GemmProblem& p, Epilogue ep, const void* y, const void* x, const void* w,
-                                 const void* bias, int sm_target) const {
+                                 const void* bias) const {
   Key k{};
-  k.sm_target = sm_target;
   k.p = p;
   // Strides that cannot matter are normalised so equal problems share one plan.
   if (k.p.batch <= 1) k.p.batch_stride_x = k.p.batch_stride_y = 0;
@@ -97,7 +96,6 @@ LtMatmul::Plan* LtMatmul::plan_for(const Key& key, const void* bias) {
   else if (key.has_bias)
     epi = CUBLASLT_EPILOGUE_BIAS;
   set_desc(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, uint32_t(epi), "EPILOGUE");
-  if (key.sm_target > 0) set_desc(plan->desc, CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET, int32_t(key.sm_target), "SM_COUNT_TARGET");
   if (key.has_bias) {
     // The heuristic reads the bias pointer's alignment, so it is set before the query (and again per call).
     set_desc(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias, "BIAS_POINTER");
@@ -127,8 +125,8 @@ LtMatmul::Plan* LtMatmul::plan_for(const Key& key, const void* bias) {
 }
 
 void LtMatmul::linear(const GemmProblem& p, void* y, const void* x, const void* w, const void* bias, Epilogue ep,
-                      int sm_target, cudaStream_t stream) {
-  const Key key = make_key(p, ep, y, x, w, bias, sm_target);
+                      cudaStream_t stream) {
+  const Key key = make_key(p, ep, y, x, w, bias);
   Plan* plan = plan_for(key, bias);
   if (!plan)
     PD_THROW(kUnimplemented, "linear: cuBLASLt offers no bf16 algorithm for rows ", p.rows, ", N ", p.n, ", K ", p.k,

@@ -42,10 +42,9 @@ class LtMatmul {
   LtMatmul(const LtMatmul&) = delete;
   LtMatmul& operator=(const LtMatmul&) = delete;
 
-  // y = ep(x·wᵀ + bias), bf16 in and out, f32 accumulation; bias may be null. sm_target > 0 runs it on that many
-  // SMs (CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET: the rest stay free for a transfer beside it); 0 on all.
+  // y = ep(x·wᵀ + bias), bf16 in and out, f32 accumulation; bias may be null.
   void linear(const GemmProblem& p, void* y, const void* x, const void* w, const void* bias, Epilogue ep,
-              int sm_target, cudaStream_t stream);
+              cudaStream_t stream);
 
  private:
   // Everything the heuristic's choice depends on.
@@ -54,7 +53,6 @@ class LtMatmul {
     Epilogue ep;
     bool has_bias;
     uint16_t align_x, align_w, align_y, align_bias;  // bytes, ≤ 256
-    int sm_target;
     bool operator==(const Key& o) const;
   };
   struct KeyHash {
@@ -64,8 +62,8 @@ class LtMatmul {
 
   // The cached plan for key, built on first use (heuristic query included); null when cuBLASLt has none.
   Plan* plan_for(const Key& key, const void* bias);
-  Key make_key(const GemmProblem& p, Epilogue ep, const void* y, const void* x, const void* w, const void* bias,
-               int sm_target) const;
+  Key make_key(const GemmProblem& p, Epilogue ep, const void* y, const void* x, const void* w,
+               const void* bias) const;
 
   Allocator& alloc_;
   cublasLtHandle_t handle_ = nullptr;

@@ -358,16 +358,6 @@ void NcclCommunicator::set_stream_ordered(bool on) {
   wait_all();
 }
 
-// NCCL's send/recv over NVLink runs a CTA per channel. PARADIT_COMM_SMS sets how many SMs compute leaves it while
-// a transfer runs beside (0: none).
-int NcclCommunicator::transfer_sms() const {
-  static const int sms = [] {
-    const char* v = std::getenv("PARADIT_COMM_SMS");
-    return v ? std::max(0, std::atoi(v)) : 0;
-  }();
-  return sms;
-}
-
 void NcclCommunicator::wait_all() {
   throw_if_failed();
   check_cuda(cudaSetDevice(be_.device().index), "cudaSetDevice");

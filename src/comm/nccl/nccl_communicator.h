@@ -109,7 +109,6 @@ class NcclCommunicator final : public Communicator {
   void abort(const std::string& reason) noexcept override;
   void set_stream_ordered(bool on) override;
   void wait_all() override;
-  int transfer_sms() const override;
 
  private:
   friend class NcclRequest;
