@@ -220,6 +220,12 @@ std::vector<LinearCase> linear_cases() {
     cs.push_back({"transposed batch", xb.transpose(0, 1), test::random_host({96, 64}, 17, 0.1f), Tensor(), yb,
                   yb.slice(1, 1, 15), Epilogue::kGeluTanh});
   }
+  {  // w a column range of a wider weight (row stride 120), as a GEMM split over its input columns takes it
+    Tensor y = test::poisoned_host({2, 7, 45});
+    cs.push_back({"weight column slice", test::random_host({2, 7, 77}, 27),
+                  test::random_host({45, 120}, 28, 0.1f).slice(1, 20, 77), test::random_host({45}, 29), y, y,
+                  Epilogue::kNone});
+  }
   {  // 2-D [M, K], larger
     Tensor y = test::poisoned_host({33, 520});
     cs.push_back({"2d", test::random_host({33, 300}, 18), test::random_host({520, 300}, 19, 0.05f),
@@ -250,6 +256,27 @@ TEST_P(CpuOps, Linear) {
     const Tensor want = test::ref::linear(c.x, c.w, c.bias, c.ep);
     EXPECT_LE(test::rel_l2(c.y, want), kTol) << c.what;
     EXPECT_EQ(count_written(c.ybuf), c.y.numel()) << c.what;
+  }
+}
+
+// y += x·wᵀ on the cases' shapes and strides (bias and epilogue aside): y starts random, what lies outside the
+// y view stays as it was.
+TEST_P(CpuOps, LinearAccumulate) {
+  uint64_t seed = 300;
+  for (auto& c : linear_cases()) {
+    const Tensor start = test::random_host(c.ybuf.shape(), seed++);
+    std::copy_n(start.data_as<float>(), start.numel(), c.ybuf.data_as<float>());
+    const Tensor before = test::ref::linear(c.x, c.w, Tensor(), Epilogue::kNone);
+    const Tensor y0 = test::to_contiguous_f32(c.y);
+    be->linear_accumulate(c.y, c.x, c.w);
+    Tensor want = test::to_contiguous_f32(c.y);
+    for (int64_t i = 0; i < want.numel(); ++i)
+      want.data_as<float>()[i] = y0.data_as<float>()[i] + before.data_as<float>()[i];
+    EXPECT_LE(test::rel_l2(c.y, want), kTol) << c.what;
+    int64_t changed = 0;  // elements of the buffer that moved: those of the view only
+    for (int64_t i = 0; i < start.numel(); ++i) changed += c.ybuf.data_as<float>()[i] != start.data_as<float>()[i];
+    EXPECT_LE(changed, c.y.numel()) << c.what;
+    EXPECT_GT(changed, c.y.numel() / 2) << c.what;
   }
 }
 

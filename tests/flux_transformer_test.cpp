@@ -150,6 +150,41 @@ TEST(FluxInputsCheck, RefusesMismatchedInputs) {
   expect_invalid(in, "txt_ids of width 2");
 }
 
+// Modulations planned for several conditionings at once (FluxTransformer::plan_conditionings) give each forward
+// what it would compute itself; a forward naming a plan entry of another timestep is refused, and after
+// clear_plan() the index is ignored.
+TEST(FluxPlan, PlannedConditioningsGiveTheSameForward) {
+  const SafetensorsFile io = SafetensorsFile::open(fixture_dir("flux_dev_tiny") + "/io.safetensors");
+  auto backend = create_cpu_backend();
+  auto model = FluxTransformer::load(*backend, FluxCheckpoint::open(fixture_dir("flux_dev_tiny") + "/transformer"));
+  FluxInputs in = test::flux_fixture_inputs(*backend, io);
+  const std::vector<float> steps = {0.9f, in.timestep[0], 0.25f};
+  const Tensor other_pooled = backend->upload(test::random_host(in.pooled_projections.shape(), 5), DType::kF32);
+  std::vector<FluxConditioning> plan;
+  for (float t : steps) plan.push_back({other_pooled, {t}, in.guidance});  // entries 0, 2, 4: another prompt
+  plan.insert(plan.begin() + 2, {in.pooled_projections, in.timestep, in.guidance});  // entry 2: this forward's
+  for (float t : {0.9f, 0.25f}) plan.push_back({in.pooled_projections, {t}, in.guidance});
+  model->plan_conditionings(plan, nullptr);
+
+  const Tensor own = backend->download_f32(model->forward(in));  // planned = −1: computes its own
+  EXPECT_LE(test::rel_l2(own, io.get("output")), kTol);
+  in.planned = 2;
+  const Tensor planned = backend->download_f32(model->forward(in));
+  EXPECT_LE(test::rel_l2(planned, own), 1e-6);
+  in.planned = 4;  // this prompt at t = 0.9: not this forward's timestep
+  EXPECT_EQ(test::code_of([&] { model->forward(in); }), StatusCode::kInvalidArgument);
+  FluxInputs later = in;
+  later.timestep = {0.25f};
+  later.planned = 5;
+  const Tensor at_quarter = backend->download_f32(model->forward(later));
+  later.planned = -1;
+  EXPECT_LE(test::rel_l2(at_quarter, backend->download_f32(model->forward(later))), 1e-6);
+  EXPECT_GT(test::rel_l2(at_quarter, own), 1e-3) << "another timestep should change the output";
+  model->clear_plan();
+  in.planned = 4;
+  EXPECT_LE(test::rel_l2(backend->download_f32(model->forward(in)), own), 0.0);
+}
+
 // Random weights (benchmarks, CPU-vs-GPU tests): deterministic in the seed, finite, of unit-ish scale.
 TEST(FluxRandom, DeterministicAndFinite) {
   auto backend = create_cpu_backend();

@@ -121,9 +121,9 @@ int64_t PostedUspAttention::chunk_count(int p, int c) const {
   return SequenceShard(SequenceShard(qkv_.size(3), ulysses_.size()).count(p), chunks_).count(c);
 }
 
-void PostedUspAttention::finish() {
-  PD_REQUIRE(!finished_, "usp_attention: finish() called twice");
-  finished_ = true;
+void PostedUspAttention::attend() {
+  PD_REQUIRE(!attended_, "usp_attention: attend() called twice");
+  attended_ = true;
   const int U = ulysses_.size(), u = ulysses_.rank(), R = ring_.size();
   if (U == 1) {
     usp_attention(be_, ulysses_, ring_, shard_, out_, lse_, qkv_.select(2, 0), qkv_.select(2, 1), qkv_.select(2, 2),
@@ -134,7 +134,7 @@ void PostedUspAttention::finish() {
   const BlockLayout blk{shard_, U, ring_.rank()};
   std::vector<int64_t> kv_lengths(R);
   for (int j = 0; j < R; ++j) kv_lengths[j] = BlockLayout{shard_, U, j}.length();
-  std::vector<std::unique_ptr<CommRequest>> gather(static_cast<size_t>(chunks_));
+  gather_.resize(static_cast<size_t>(chunks_));
   for (int c = 0; c < chunks_; ++c) {
     scatter_[size_t(c)]->wait();
     const Tensor& x = arrived_[size_t(c)];
@@ -150,9 +150,15 @@ void PostedUspAttention::finish() {
         ops.push_back(P2POp::recv(lse_.slice(1, chunk_start(p, c), chunk_count(p, c)), p));
       }
     }
-    gather[size_t(c)] = ulysses_.start(std::move(ops));
+    gather_[size_t(c)] = ulysses_.start(std::move(ops));
   }
-  for (auto& g : gather) g->wait();
+}
+
+void PostedUspAttention::finish() {
+  PD_REQUIRE(!finished_, "usp_attention: finish() called twice");
+  finished_ = true;
+  if (!attended_) attend();
+  for (auto& g : gather_) g->wait();
 }
 
 void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,

@@ -119,6 +119,26 @@ void Pipeline::denoise_rows(const Tensor& x, int64_t width, int64_t height, int 
     return groups.sp ? transformer_->forward(inputs, *groups.sp) : transformer_->forward(inputs);
   };
 
+  // Every step's conditioning of the branches this rank runs, planned at once (FluxTransformer::
+  // plan_conditionings): the blocks' modulation weights are read once per request, not once per step. Patch
+  // parallel's forwards (forward_part) compute their own.
+  const bool planned = !groups.patch;
+  const int per_step = cfg && !groups.cfg ? 2 : 1;
+  struct PlanScope {
+    FluxTransformer& t;
+    ~PlanScope() { t.clear_plan(); }
+  } plan_scope{*transformer_};
+  if (planned) {
+    std::vector<FluxConditioning> conditionings;
+    for (int i = 0; i < steps; ++i) {
+      const std::vector<float> t = {scheduler.timestep(i) / 1000.0f};
+      const bool negative_here = groups.cfg && groups.cfg->rank() == 1;
+      conditionings.push_back({negative_here ? in_neg.pooled_projections : in.pooled_projections, t, in.guidance});
+      if (per_step == 2) conditionings.push_back({in_neg.pooled_projections, t, in_neg.guidance});
+    }
+    transformer_->plan_conditionings(conditionings, groups.sp);
+  }
+
   StreamOrderScope order(backend_, groups.image, warm_loop_shapes_,
                          {width, height, positive.prompt_embeds.size(1), cfg ? 1 : 0});
   for (int i = 0; i < steps; ++i) {
@@ -127,6 +147,10 @@ void Pipeline::denoise_rows(const Tensor& x, int64_t width, int64_t height, int 
     if (x_in.data() != x.data()) backend_.copy(x_in, x);
     // FluxPipeline passes t/1000 with t = σ·1000 already rounded to f32: not always σ to the last bit.
     in.timestep = in_neg.timestep = {scheduler.timestep(i) / 1000.0f};
+    if (planned) {
+      in.planned = per_step * i;
+      in_neg.planned = groups.cfg ? per_step * i : per_step * i + 1;
+    }
     for (PatchParallelKv* kv : {kv_pos.get(), kv_neg.get()})
       if (kv) kv->set_synchronous(i < warmup);
     Tensor v, v_neg;

@@ -185,6 +185,31 @@ TEST(CudaOps, LinearMatchesCpu) {
   EXPECT_EQ(env.nan_count(mod.gpu), 2 * 192);
 }
 
+// A GEMM split over its input columns, as a single block's output projection runs under Ulysses: the MLP columns
+// of a wide weight first (with the bias), then the attention columns added on (linear_accumulate), into rows of a
+// wider buffer; against the CPU backend doing the same, and against the whole GEMM.
+TEST(CudaOps, LinearSplitOverInputColumnsMatchesCpu) {
+  PD_GPU_ENV(env);
+  const int64_t B = 1, S = 300, A = 128, M = 384, N = 192;
+  const Pair x = env.input({B, S, A + M}, 60);
+  const Pair w = env.input({N, A + M}, 61, 0.05f);
+  const Pair b = env.input({N}, 62);
+  const Pair ybuf = env.poisoned({B, S, N + 64});
+  const Pair y = view(ybuf, [&](const Tensor& t) { return t.slice(2, 32, N); });
+  const auto cols = [](const Tensor& t, int64_t start, int64_t n) { return t.slice(-1, start, n); };
+  const auto split = [&](Backend& be, const Tensor& xs, const Tensor& ws, const Tensor& bs, const Tensor& ys) {
+    be.linear(ys, cols(xs, A, M), cols(ws, A, M), bs, Epilogue::kNone);
+    be.linear_accumulate(ys, cols(xs, 0, A), cols(ws, 0, A));
+  };
+  split(*env.cpu, x.cpu, w.cpu, b.cpu, y.cpu);
+  split(*env.gpu, x.gpu, w.gpu, b.gpu, y.gpu);
+  EXPECT_LE(env.rel(y), kTol);
+  EXPECT_EQ(env.nan_count(ybuf.gpu), ybuf.gpu.numel() - y.gpu.numel());
+  const Pair whole = env.poisoned({B, S, N});
+  env.cpu->linear(whole.cpu, x.cpu, w.cpu, b.cpu, Epilogue::kNone);
+  EXPECT_LE(rel_l2(y.cpu, whole.cpu), 1e-5) << "the split GEMM is the whole one (fp32)";
+}
+
 // A block half's closing GEMM and its gated residual update, as the FLUX blocks run them (linear into delta, then
 // the update): x a column slice of a wider buffer, with and without bias, and rows of a joint sequence with B = 2
 // (per-batch strided GEMMs, per-batch gates).

@@ -76,6 +76,9 @@ class FailingBackend final : public Backend {
   }
   void upsample_nearest2x(const Tensor& y, const Tensor& x) override { in_->upsample_nearest2x(y, x); }
   void to_rgb8(const Tensor& y, uint8_t* dst) override { in_->to_rgb8(y, dst); }
+  void linear_accumulate(const Tensor& y, const Tensor& x, const Tensor& w) override {
+    in_->linear_accumulate(y, x, w);
+  }
   void group_norm_sums(const Tensor& s, const Tensor& x, int groups, const Tensor& shift) override {
     in_->group_norm_sums(s, x, groups, shift);
   }

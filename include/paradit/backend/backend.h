@@ -72,8 +72,12 @@ class Backend {
   // a uniform law of standard deviation stddev. Used for benchmark weights and CPU-vs-GPU tests.
   virtual void fill_random(const Tensor& dst, uint64_t seed, float stddev) = 0;
 
-  // y = ep(x·wᵀ + bias).  x [B, S, K] (or [M, K]); w [N, K] contiguous; bias [N] or undefined; y [B, S, N].
+  // y = ep(x·wᵀ + bias).  x [B, S, K] (or [M, K]); w [N, K] with contiguous rows (a column range of a wider
+  // weight is fine); bias [N] or undefined; y [B, S, N].
   virtual void linear(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, Epilogue ep) = 0;
+  // y += x·wᵀ, the sum formed in f32 from y's value and rounded once. Shapes as linear's; y may not alias x or w.
+  // A GEMM split over its input columns: the part whose input is ready runs first, the rest is added later.
+  virtual void linear_accumulate(const Tensor& y, const Tensor& x, const Tensor& w) = 0;
 
   // y = LN(x)·(1 + scale) + shift: LayerNorm over the last dim without affine, then adaLN modulation.
   // x, y [B, S, D]; shift, scale [B, D], or both undefined for a plain LayerNorm.

@@ -63,6 +63,16 @@ struct FluxInputs {
   std::vector<float> guidance;   // [B], guidance scale (dev only; the model embeds 1000·g)
   Tensor img_ids;                // host f32 [N, 3]
   Tensor txt_ids;                // host f32 [T, 3]
+  // The index of this forward's conditioning among those of FluxTransformer::plan_conditionings, whose block
+  // modulations it then takes from the plan; −1: it computes its own.
+  int planned = -1;
+};
+
+// What a forward's adaLN modulations depend on: FluxInputs' pooled projections, timestep and guidance.
+struct FluxConditioning {
+  Tensor pooled_projections;     // [B, pooled_projection_dim]
+  std::vector<float> timestep;   // [B]
+  std::vector<float> guidance;   // [B] (dev) or empty
 };
 
 // The transformer blocks a model holds: [begin, end) of the list double blocks 0..num_layers−1, then single
@@ -130,6 +140,18 @@ class FluxTransformer {
   // Forwards of full models only (forward() above) need every block.
   virtual Tensor forward_part(const FluxPartInputs& in) = 0;
   virtual FluxBlockRange blocks() const = 0;  // end resolved
+
+  // The conditionings of the forwards a denoising loop is about to run (every step's, every branch's): every held
+  // block's adaLN modulations for all of them come from one GEMM per modulation weight, so the 6.4 GB of those
+  // weights (FLUX.1) are read once per request instead of once per step. A forward with FluxInputs::planned = i
+  // takes conditionings[i]'s: its timestep and guidance must be equal (checked), its pooled projections must hold
+  // the same values (not checked: the caller's promise). `parallel`: the sequence-parallel group of the forwards,
+  // whose ranks share the work (a collective of it, like forward); null when each forward holds the whole
+  // sequence. Replaces the previous plan; clear_plan() frees it. Under tensor parallelism nothing is planned and
+  // forwards compute their own.
+  virtual void plan_conditionings(const std::vector<FluxConditioning>& conditionings,
+                                  const FluxParallel* parallel) = 0;
+  virtual void clear_plan() = 0;
 
  protected:
   FluxTransformer(FluxConfig config, FluxTensorShard shard) : config_(config), shard_(shard) {}

@@ -31,10 +31,11 @@ void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const
 void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
                    const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int head_chunks = 1);
 
-// The packed form in two calls, so that the caller's own GPU work runs beside the transfers: the constructor
-// posts q, k and v on their way, finish() attends as they arrive and brings each rank its rows back (into out
-// and lse). qkv, out and lse must live until finish(); every rank of the group calls both at the same point of
-// its sequence of collectives.
+// The packed form in steps, so that the caller's own GPU work runs beside the transfers: the constructor posts
+// q, k and v on their way; attend() attends as they arrive and posts each rank's rows on their way back; finish()
+// waits until they are in out and lse (calling attend() first if the caller did not). Work queued between attend()
+// and finish() that does not read out runs beside the return transfer. qkv, out and lse must live until finish();
+// every rank of the group makes the calls at the same point of its sequence of collectives.
 class PostedUspAttention {
  public:
   PostedUspAttention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
@@ -43,6 +44,7 @@ class PostedUspAttention {
   PostedUspAttention(const PostedUspAttention&) = delete;
   PostedUspAttention& operator=(const PostedUspAttention&) = delete;
 
+  void attend();
   void finish();
 
  private:
@@ -57,8 +59,8 @@ class PostedUspAttention {
   float scale_;
   int chunks_;
   std::vector<Tensor> arrived_;  // per chunk: [B, ring block, 3, the chunk's heads of this rank, d]
-  std::vector<std::unique_ptr<CommRequest>> scatter_;
-  bool finished_ = false;
+  std::vector<std::unique_ptr<CommRequest>> scatter_, gather_;
+  bool attended_ = false, finished_ = false;
 };
 
 }  // namespace paradit

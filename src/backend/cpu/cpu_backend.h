@@ -61,6 +61,7 @@ class CpuBackend final : public Backend {
                   bool silu) override;
   void upsample_nearest2x(const Tensor& y, const Tensor& x) override;
   void to_rgb8(const Tensor& y, uint8_t* dst) override;
+  void linear_accumulate(const Tensor& y, const Tensor& x, const Tensor& w) override;
   void group_norm_sums(const Tensor& sums, const Tensor& x, int groups, const Tensor& shift) override;
   void group_norm_apply(const Tensor& y, const Tensor& x, const Tensor& sums, const Tensor& shift, double count,
                         const Tensor& weight, const Tensor& bias, int groups, float eps, bool silu) override;

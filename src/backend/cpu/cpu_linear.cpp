@@ -96,21 +96,24 @@ std::vector<Tile> make_tiles(const std::vector<MatBlock>& blocks, int64_t N, int
   return tiles;
 }
 
-// c[m, n] (ldc) = a[m, K] (lda) · w[n0 : n0 + n, K]ᵀ.
-void gemm_nt(const float* a, int64_t lda, const float* w, int64_t K, float* c, int64_t ldc, int64_t m, int64_t n) {
+// c[m, n] (ldc) = a[m, K] (lda) · w[n, K] (ldw)ᵀ, plus c's own value when `accumulate`.
+void gemm_nt(const float* a, int64_t lda, const float* w, int64_t ldw, int64_t K, float* c, int64_t ldc, int64_t m,
+             int64_t n, bool accumulate) {
   if (K == 0) {  // BLAS may return without touching C when K = 0; the product is still zero
-    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+    if (!accumulate)
+      for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(K), 1.0f, a, int(lda), w, int(K), 0.0f,
-              c, int(ldc));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(K), 1.0f, a, int(lda), w, int(ldw),
+              accumulate ? 1.0f : 0.0f, c, int(ldc));
 }
 
 void check_linear_args(const char* op, const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias) {
   cpu::require_f32_rows(op, "y", y);
   cpu::require_f32_rows(op, "x", x);
-  cpu::require_f32_contiguous(op, "w", w);
-  PD_REQUIRE(w.dim() == 2, op, ": w ", w.desc(), " must be [N, K]");
+  cpu::require_f32_rows(op, "w", w);
+  PD_REQUIRE(w.dim() == 2 && (w.size(0) <= 1 || w.stride(0) >= w.size(1)), op, ": w ", w.desc(),
+             " must be [N, K] with rows that do not overlap");
   PD_REQUIRE(x.dim() >= 2, op, ": x ", x.desc(), " must be [B, S, K] or [M, K]");
   const int64_t N = w.size(0), K = w.size(1);
   PD_REQUIRE(x.size(-1) == K, op, ": x ", x.desc(), " has K = ", x.size(-1), " but w ", w.desc(), " has K = ", K);
@@ -124,8 +127,12 @@ void check_linear_args(const char* op, const Tensor& y, const Tensor& x, const T
   }
   PD_REQUIRE(!cpu::may_overlap(y, x) && !cpu::may_overlap(y, w), op, ": y ", y.desc(),
              " overlaps an input (x or w); matmul outputs cannot alias inputs");
-  PD_REQUIRE(N <= INT32_MAX && K <= INT32_MAX, op, ": w ", w.desc(), " is too large for BLAS");
+  PD_REQUIRE(N <= INT32_MAX && K <= INT32_MAX && w.stride(0) <= INT32_MAX, op, ": w ", w.desc(),
+             " is too large for BLAS");
 }
+
+// Row stride of w as BLAS takes it (any value ≥ K for a single row).
+int64_t ldw_of(const Tensor& w) { return w.size(0) <= 1 ? std::max<int64_t>(w.size(1), 1) : w.stride(0); }
 
 }  // namespace
 
@@ -136,12 +143,13 @@ void CpuBackend::linear(const Tensor& y, const Tensor& x, const Tensor& w, const
   const auto blocks = make_blocks(x, y);
   const auto tiles = make_tiles(blocks, N, threads_);
   const float* wp = w.data_as<float>();
+  const int64_t ldw = ldw_of(w);
   const float* bp = bias.defined() ? bias.data_as<float>() : nullptr;
   cpu::parallel_for_dynamic(threads_, int64_t(tiles.size()), [&](int64_t t) {
     const Tile& tl = tiles[size_t(t)];
     const MatBlock& b = blocks[size_t(tl.block)];
     float* c = b.y + tl.m0 * b.ldy + tl.n0;
-    gemm_nt(b.x + tl.m0 * b.ldx, b.ldx, wp + tl.n0 * K, K, c, b.ldy, tl.m, tl.n);
+    gemm_nt(b.x + tl.m0 * b.ldx, b.ldx, wp + tl.n0 * ldw, ldw, K, c, b.ldy, tl.m, tl.n, /*accumulate=*/false);
     if (!bp && ep == Epilogue::kNone) return;
     for (int64_t i = 0; i < tl.m; ++i) {
       float* row = c + i * b.ldy;
@@ -153,5 +161,20 @@ void CpuBackend::linear(const Tensor& y, const Tensor& x, const Tensor& w, const
   });
 }
 
+void CpuBackend::linear_accumulate(const Tensor& y, const Tensor& x, const Tensor& w) {
+  check_linear_args("linear_accumulate", y, x, w, Tensor());
+  const int64_t K = w.size(1);
+  if (y.numel() == 0) return;
+  const auto blocks = make_blocks(x, y);
+  const auto tiles = make_tiles(blocks, w.size(0), threads_);
+  const float* wp = w.data_as<float>();
+  const int64_t ldw = ldw_of(w);
+  cpu::parallel_for_dynamic(threads_, int64_t(tiles.size()), [&](int64_t t) {
+    const Tile& tl = tiles[size_t(t)];
+    const MatBlock& b = blocks[size_t(tl.block)];
+    gemm_nt(b.x + tl.m0 * b.ldx, b.ldx, wp + tl.n0 * ldw, ldw, K, b.y + tl.m0 * b.ldy + tl.n0, b.ldy, tl.m, tl.n,
+            /*accumulate=*/true);
+  });
+}
 
 }  // namespace paradit

@@ -274,7 +274,8 @@ void Conv2d::run_gemm(const Tensor& y, const Tensor& x, const Tensor& w, const T
     p.k = K;
     p.ldx = x_stride;
     p.ldy = ldy;
-    matmul_.linear(p, target, x.data(), wp, bp, Epilogue::kNone, stream_);
+    p.ldw = K;
+    matmul_.linear(p, target, x.data(), wp, bp, Epilogue::kNone, /*accumulate=*/false, stream_);
   } else {
     int64_t tile = std::clamp<int64_t>(kColsBytes / (Kp * 2), 1, P);
     if (tile < P && tile >= 256) tile = tile / 256 * 256;
@@ -290,7 +291,8 @@ void Conv2d::run_gemm(const Tensor& y, const Tensor& x, const Tensor& w, const T
       p.k = Kp;
       p.ldx = Kp;
       p.ldy = ldy;
-      matmul_.linear(p, target + p0 * ldy * 2, cols.get(), wp, bp, Epilogue::kNone, stream_);
+      p.ldw = Kp;
+      matmul_.linear(p, target + p0 * ldy * 2, cols.get(), wp, bp, Epilogue::kNone, /*accumulate=*/false, stream_);
     }
   }
   if (!direct_y)

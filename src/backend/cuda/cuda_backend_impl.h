@@ -75,6 +75,7 @@ class CudaBackendImpl final : public CudaBackend {
                   bool silu) override;
   void upsample_nearest2x(const Tensor& y, const Tensor& x) override;
   void to_rgb8(const Tensor& y, uint8_t* dst) override;
+  void linear_accumulate(const Tensor& y, const Tensor& x, const Tensor& w) override;
   void group_norm_sums(const Tensor& sums, const Tensor& x, int groups, const Tensor& shift) override;
   void group_norm_apply(const Tensor& y, const Tensor& x, const Tensor& sums, const Tensor& shift, double count,
                         const Tensor& weight, const Tensor& bias, int groups, float eps, bool silu) override;
@@ -95,6 +96,8 @@ class CudaBackendImpl final : public CudaBackend {
   void copy_device_to_host(const Tensor& dst, const Tensor& src);
   // q, k, v, out of attention/attention_biased: bf16 [B, S, H, d] with matching sizes.
   void check_attention(const char* op, const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v) const;
+  // linear/linear_accumulate's checks, and their problem in cuBLASLt's terms.
+  cuda::GemmProblem gemm_problem(const char* op, const Tensor& y, const Tensor& x, const Tensor& w) const;
   cuda::GemmAttention& gemm_attention();
 
   int index_;

@@ -40,32 +40,26 @@ int64_t leading_dim(int64_t stride, int64_t rows, int64_t width) { return rows <
 
 }  // namespace
 
-void CudaBackendImpl::linear(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, Epilogue ep) {
-  const char* op = "linear";
+cuda::GemmProblem CudaBackendImpl::gemm_problem(const char* op, const Tensor& y, const Tensor& x,
+                                                const Tensor& w) const {
   for (auto [name, t] : {std::pair{"y", &y}, std::pair{"x", &x}, std::pair{"w", &w}}) {
     require_here(op, name, *t);
     require_dtype(op, name, *t, DType::kBF16);
     require_rows(op, name, *t);
   }
   PD_REQUIRE(x.dim() == 2 || x.dim() == 3, op, ": x ", x.desc(), " must be [B, S, K] or [M, K]");
-  PD_REQUIRE(w.dim() == 2 && w.is_contiguous(), op, ": w ", w.desc(), " must be a contiguous [N, K]");
+  PD_REQUIRE(w.dim() == 2, op, ": w ", w.desc(), " must be [N, K]");
   const int64_t N = w.size(0), K = w.size(1);
   PD_REQUIRE(x.size(-1) == K, op, ": x ", x.desc(), " has K = ", x.size(-1), " but w ", w.desc(), " has K = ", K);
   Shape y_shape = x.shape();
   y_shape.back() = N;
   require_shape(op, "y", y, y_shape);
-  if (bias.defined()) {
-    require_here(op, "bias", bias);
-    require_dtype(op, "bias", bias, DType::kBF16);
-    PD_REQUIRE(bias.dim() == 1 && bias.size(0) == N && (N <= 1 || bias.stride(0) == 1), op, ": bias ", bias.desc(),
-               " must be a contiguous [", N, "]");
-  }
-  if (y.numel() == 0) return;
-  PD_REQUIRE(K > 0, op, ": K = 0 (x ", x.desc(), ", w ", w.desc(), ")");
+  PD_REQUIRE(y.numel() == 0 || K > 0, op, ": K = 0 (x ", x.desc(), ", w ", w.desc(), ")");
 
   cuda::GemmProblem p;
   p.n = N;
   p.k = K;
+  p.ldw = leading_dim(w.stride(0), N, K);
   if (x.dim() == 2 || x.size(1) == 1) {
     // One matrix of M rows ([M, K], or [B, 1, K] whose rows are the batch).
     p.rows = x.size(0);
@@ -84,10 +78,32 @@ void CudaBackendImpl::linear(const Tensor& y, const Tensor& x, const Tensor& w, 
       p.batch_stride_y = y.stride(0);
     }
   }
-  PD_REQUIRE(p.ldx >= K && p.ldy >= N, op, ": rows of x ", x.desc(), " or y ", y.desc(), " overlap (strides ",
-             shape_str(x.strides()), ", ", shape_str(y.strides()), ")");
+  PD_REQUIRE(p.ldx >= K && p.ldy >= N && p.ldw >= K, op, ": rows of x ", x.desc(), ", y ", y.desc(), " or w ",
+             w.desc(), " overlap (strides ", shape_str(x.strides()), ", ", shape_str(y.strides()), ", ",
+             shape_str(w.strides()), ")");
+  return p;
+}
+
+void CudaBackendImpl::linear(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, Epilogue ep) {
+  const char* op = "linear";
+  const cuda::GemmProblem p = gemm_problem(op, y, x, w);
+  if (bias.defined()) {
+    require_here(op, "bias", bias);
+    require_dtype(op, "bias", bias, DType::kBF16);
+    PD_REQUIRE(bias.dim() == 1 && bias.size(0) == p.n && (p.n <= 1 || bias.stride(0) == 1), op, ": bias ",
+               bias.desc(), " must be a contiguous [", p.n, "]");
+  }
+  if (y.numel() == 0) return;
   cuda::DeviceGuard guard(index_);
-  matmul_->linear(p, y.data(), x.data(), w.data(), bias.defined() ? bias.data() : nullptr, ep, stream_);
+  matmul_->linear(p, y.data(), x.data(), w.data(), bias.defined() ? bias.data() : nullptr, ep, /*accumulate=*/false,
+                  stream_);
+}
+
+void CudaBackendImpl::linear_accumulate(const Tensor& y, const Tensor& x, const Tensor& w) {
+  const cuda::GemmProblem p = gemm_problem("linear_accumulate", y, x, w);
+  if (y.numel() == 0) return;
+  cuda::DeviceGuard guard(index_);
+  matmul_->linear(p, y.data(), x.data(), w.data(), nullptr, Epilogue::kNone, /*accumulate=*/true, stream_);
 }
 
 void CudaBackendImpl::layer_norm_modulate(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale,

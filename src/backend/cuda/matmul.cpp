@@ -34,7 +34,7 @@ const char* epilogue_name(Epilogue ep) { return ep == Epilogue::kGeluTanh ? "gel
 }  // namespace
 
 bool LtMatmul::Key::operator==(const Key& o) const {
-  return p.rows == o.p.rows && p.n == o.p.n && p.k == o.p.k && p.ldx == o.p.ldx && p.ldy == o.p.ldy &&
+  return p.rows == o.p.rows && p.n == o.p.n && p.k == o.p.k && p.ldx == o.p.ldx && p.ldy == o.p.ldy && p.ldw == o.p.ldw &&
          p.batch == o.p.batch && p.batch_stride_x == o.p.batch_stride_x && p.batch_stride_y == o.p.batch_stride_y &&
          ep == o.ep && has_bias == o.has_bias && align_x == o.align_x && align_w == o.align_w &&
          align_y == o.align_y && align_bias == o.align_bias;
@@ -43,7 +43,7 @@ bool LtMatmul::Key::operator==(const Key& o) const {
 size_t LtMatmul::KeyHash::operator()(const Key& k) const {
   size_t h = 0;
   const auto mix = [&h](uint64_t v) { h ^= std::hash<uint64_t>{}(v) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2); };
-  for (int64_t v : {k.p.rows, k.p.n, k.p.k, k.p.ldx, k.p.ldy, k.p.batch, k.p.batch_stride_x, k.p.batch_stride_y})
+  for (int64_t v : {k.p.rows, k.p.n, k.p.k, k.p.ldx, k.p.ldy, k.p.ldw, k.p.batch, k.p.batch_stride_x, k.p.batch_stride_y})
     mix(uint64_t(v));
   mix(uint64_t(k.ep) | uint64_t(k.has_bias) << 8);
   mix(uint64_t(k.align_x) | uint64_t(k.align_w) << 16 | uint64_t(k.align_y) << 32 | uint64_t(k.align_bias) << 48);
@@ -101,8 +101,8 @@ LtMatmul::Plan* LtMatmul::plan_for(const Key& key, const void* bias) {
     set_desc(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias, "BIAS_POINTER");
   }
 
-  // Column-major views: A = w (K × N, ld K), B = x (K × rows, ld ldx), C = D = y (N × rows, ld ldy).
-  PD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, CUDA_R_16BF, uint64_t(p.k), uint64_t(p.n), p.k));
+  // Column-major views: A = w (K × N, ld ldw), B = x (K × rows, ld ldx), C = D = y (N × rows, ld ldy).
+  PD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, CUDA_R_16BF, uint64_t(p.k), uint64_t(p.n), p.ldw));
   PD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, CUDA_R_16BF, uint64_t(p.k), uint64_t(p.rows), p.ldx));
   PD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, CUDA_R_16BF, uint64_t(p.n), uint64_t(p.rows), p.ldy));
   if (p.batch > 1) {
@@ -125,7 +125,7 @@ LtMatmul::Plan* LtMatmul::plan_for(const Key& key, const void* bias) {
 }
 
 void LtMatmul::linear(const GemmProblem& p, void* y, const void* x, const void* w, const void* bias, Epilogue ep,
-                      cudaStream_t stream) {
+                      bool accumulate, cudaStream_t stream) {
   const Key key = make_key(p, ep, y, x, w, bias);
   Plan* plan = plan_for(key, bias);
   if (!plan)
@@ -134,7 +134,7 @@ void LtMatmul::linear(const GemmProblem& p, void* y, const void* x, const void* 
              p.batch_stride_y, "), epilogue ", epilogue_name(ep), bias ? " + bias" : "", ", alignments x/w/y ",
              key.align_x, "/", key.align_w, "/", key.align_y, " bytes");
   if (bias) set_desc(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias, "BIAS_POINTER");
-  const float alpha = 1.0f, beta = 0.0f;
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   PD_CUBLAS_CHECK(cublasLtMatmul(handle_, plan->desc, &alpha, w, plan->a, x, plan->b, &beta, y, plan->c, y, plan->c,
                                  &plan->algo, workspace_, workspace_bytes_, stream));
 }

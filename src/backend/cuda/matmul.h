@@ -27,10 +27,10 @@
 namespace paradit::cuda {
 
 // One GEMM problem in row-major terms: per batch, y[rows, n] (row stride ldy) = x[rows, k] (row stride ldx)
-// · w[n, k]ᵀ, over `batch` batches with the given batch strides (elements).
+// · w[n, k] (row stride ldw)ᵀ, over `batch` batches with the given batch strides (elements).
 struct GemmProblem {
   int64_t rows = 0, n = 0, k = 0;
-  int64_t ldx = 0, ldy = 0;
+  int64_t ldx = 0, ldy = 0, ldw = 0;
   int64_t batch = 1, batch_stride_x = 0, batch_stride_y = 0;
 };
 
@@ -42,9 +42,10 @@ class LtMatmul {
   LtMatmul(const LtMatmul&) = delete;
   LtMatmul& operator=(const LtMatmul&) = delete;
 
-  // y = ep(x·wᵀ + bias), bf16 in and out, f32 accumulation; bias may be null.
+  // y = ep(x·wᵀ + bias), bf16 in and out, f32 accumulation; bias may be null. With `accumulate`, y's own value is
+  // added to the product (cuBLASLt's β = 1, C = D = y).
   void linear(const GemmProblem& p, void* y, const void* x, const void* w, const void* bias, Epilogue ep,
-              cudaStream_t stream);
+              bool accumulate, cudaStream_t stream);
 
  private:
   // Everything the heuristic's choice depends on.

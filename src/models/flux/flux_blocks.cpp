@@ -57,45 +57,57 @@ void modulation(Backend& backend, Workspace& ws, const Tensor& mod, const Linear
   ws.tp->all_gather(mod, local, 1, shard.counts());
 }
 
-void precompute_modulations(Backend& backend, Workspace& ws, const std::vector<DoubleBlockWeights>& doubles,
-                            const std::vector<SingleBlockWeights>& singles, int first, int end, Communicator& group) {
-  const int U = group.size(), u = group.rank();
-  const int64_t D = ws.D, B = ws.silu_temb.size(0);
-  if ((6 * D) % U != 0 || (3 * D) % U != 0) return;
-  const int n_double = std::max(0, std::min(end, int(doubles.size())) - first);
+ModulationPlan plan_modulations(Backend& backend, const Tensor& silu_temb, const std::vector<DoubleBlockWeights>& doubles,
+                                const std::vector<SingleBlockWeights>& singles, int first, int end, Communicator* group) {
+  const int64_t D = silu_temb.size(1), R = silu_temb.size(0);
+  const bool shared = group != nullptr && group->size() > 1 && (6 * D) % group->size() == 0 &&
+                      (3 * D) % group->size() == 0;
+  const int U = shared ? group->size() : 1, u = shared ? group->rank() : 0;
+  ModulationPlan plan;
+  plan.first = first;
+  plan.rows = R;
+  plan.n_double = std::max(0, std::min(end, int(doubles.size())) - first);
   const int first_single = std::max(first, int(doubles.size()));
-  const int n_single = std::max(0, end - first_single);
-  // One local buffer of every piece this rank computes ([doubles' streams, then singles] × [B, width / U]), and
-  // one all-gather into buffers laid out [piece, B, U, width / U], that is [piece, B, width].
+  plan.n_single = std::max(0, end - first_single);
+  // One local buffer of every piece this rank computes ([pieces, R, width / U]), and one all-gather into a buffer
+  // laid out [piece, R, U, width / U], that is [piece, R, width].
   const auto run = [&](int64_t pieces, int64_t width, const std::function<const Linear&(int64_t)>& weight) {
     const int64_t w = width / U;
-    const Tensor local = backend.empty({pieces, B, w});
+    const Tensor whole = backend.empty({pieces, R, width});
+    const Tensor local = shared ? backend.empty({pieces, R, w}) : whole;
     for (int64_t i = 0; i < pieces; ++i) {
       const Linear& l = weight(i);
-      backend.linear(local.select(0, i), ws.silu_temb, l.w.slice(0, u * w, w),
-                     l.b.defined() ? l.b.slice(0, u * w, w) : Tensor(),
-                     Epilogue::kNone);
+      backend.linear(local.select(0, i), silu_temb, l.w.slice(0, u * w, w),
+                     l.b.defined() ? l.b.slice(0, u * w, w) : Tensor(), Epilogue::kNone);
     }
-    const Tensor whole = backend.empty({pieces, B, width});
-    std::vector<Tensor> from(static_cast<size_t>(U));
-    for (int p = 0; p < U; ++p) from[size_t(p)] = whole.unflatten(2, U, w).select(2, p);
-    group.all_gather_v(from, local);
+    if (shared) {
+      std::vector<Tensor> from(static_cast<size_t>(U));
+      for (int p = 0; p < U; ++p) from[size_t(p)] = whole.unflatten(2, U, w).select(2, p);
+      group->all_gather_v(from, local);
+    }
     return whole;
   };
-  ws.pre_mods.assign(size_t(n_double + n_single), {});
-  ws.pre_first = first;
-  if (n_double > 0) {
-    const Tensor mods = run(2 * n_double, 6 * D, [&](int64_t i) -> const Linear& {
+  if (plan.n_double > 0)
+    plan.doubles = run(2 * plan.n_double, 6 * D, [&](int64_t i) -> const Linear& {
       const DoubleBlockWeights& b = doubles[size_t(first + i / 2)];
       return i % 2 == 0 ? b.txt.mod : b.img.mod;
     });
-    for (int j = 0; j < n_double; ++j) ws.pre_mods[size_t(j)] = {mods.select(0, 2 * j), mods.select(0, 2 * j + 1)};
-  }
-  if (n_single > 0) {
+  if (plan.n_single > 0) {
     const int skip = first_single - int(doubles.size());
-    const Tensor mods = run(n_single, 3 * D, [&](int64_t i) -> const Linear& { return singles[size_t(skip + i)].mod; });
-    for (int j = 0; j < n_single; ++j) ws.pre_mods[size_t(n_double + j)] = {Tensor(), mods.select(0, j)};
+    plan.singles = run(plan.n_single, 3 * D, [&](int64_t i) -> const Linear& { return singles[size_t(skip + i)].mod; });
   }
+  return plan;
+}
+
+void use_modulations(Workspace& ws, const ModulationPlan& plan, int64_t row0, int64_t B) {
+  PD_CHECK(plan.defined() && row0 >= 0 && row0 + B <= plan.rows, "modulation rows [", row0, ", ", row0 + B,
+           ") of a plan of ", plan.rows);
+  ws.pre_mods.assign(size_t(plan.n_double + plan.n_single), {});
+  ws.pre_first = plan.first;
+  const auto rows = [&](const Tensor& t, int64_t piece) { return t.select(0, piece).slice(0, row0, B); };
+  for (int j = 0; j < plan.n_double; ++j)
+    ws.pre_mods[size_t(j)] = {rows(plan.doubles, 2 * j), rows(plan.doubles, 2 * j + 1)};
+  for (int j = 0; j < plan.n_single; ++j) ws.pre_mods[size_t(plan.n_double + j)] = {Tensor(), rows(plan.singles, j)};
 }
 
 namespace {
@@ -179,9 +191,10 @@ void qk_norm_rope(Backend& backend, const Workspace& ws, int64_t start, int64_t 
 // Joint attention over every row of the sequence, on this rank's heads, into columns [0, A) of cat: the local
 // rows of qkv alone on one rank, all ranks' rows through usp_attention under sequence parallelism, kept K/V
 // through ws.kv. The ranks of an SP group (or a patch-parallel group, or a PipeFusion stage's) share a tp
-// coordinate, so they all hold the same heads (none, and all skip, or the same ones). In two calls: under
-// sequence parallelism the constructor posts q, k and v on their way (PostedUspAttention) and the caller's GPU
-// work before finish() runs beside the transfers; otherwise finish() does it all.
+// coordinate, so they all hold the same heads (none, and all skip, or the same ones). In steps: under sequence
+// parallelism the constructor posts q, k and v on their way (PostedUspAttention), the caller's GPU work before
+// attend() runs beside those transfers, and its work between attend() and finish() beside the output's way back;
+// otherwise finish() does it all.
 class JointAttention {
  public:
   JointAttention(Backend& backend, const Workspace& ws) : be_(backend), ws_(ws) {
@@ -190,6 +203,13 @@ class JointAttention {
     usp_.emplace(backend, *ws.parallel->ulysses, *ws.parallel->ring, SequenceShard(ws.sequence, ws.parallel->parts()),
                  out(), Tensor(), ws.qkv.unflatten(2, 3, ws.A).unflatten(3, ws.H, ws.d), scale(),
                  ws.parallel->head_chunks);
+  }
+
+  // Whether the output travels back from other ranks (so that work between attend() and finish() can hide it).
+  bool output_travels() const { return usp_.has_value() && ws_.parallel->ulysses->size() > 1; }
+
+  void attend() {
+    if (usp_) usp_->attend();
   }
 
   void finish() {
@@ -313,9 +333,24 @@ void single_block(Backend& backend, const SingleBlockWeights& w, Workspace& ws) 
   backend.mark_region(kMlpInRegion);
   backend.linear(ws.mlp_hidden(), ws.zn, w.mlp_in.w, w.mlp_in.b, Epilogue::kGeluTanh);
   backend.mark_region(kAttentionRegion);
+  if (!attention.output_travels() || ws.tp != nullptr) {
+    attention.finish();
+    backend.mark_region(kOutRegion);
+    gated_residuals(backend, ws, {{0, ws.T + ws.N, ws.cat, w.out, ws.chunk(mod, 2)}});
+    return;
+  }
+  // Under Ulysses each rank's attention output comes back from the others: linear2 is split over its input
+  // columns, the MLP's (4/5 of the work, with the bias) running while the output travels and the attention's
+  // added once it has arrived.
+  attention.attend();
+  backend.mark_region(kOutRegion);
+  const Tensor w_attn = w.out.w.slice(1, 0, ws.A), w_mlp = w.out.w.slice(1, ws.A, ws.M);
+  backend.linear(ws.delta, ws.mlp_hidden(), w_mlp, w.out.b, Epilogue::kNone);
+  backend.mark_region(kAttentionRegion);
   attention.finish();
   backend.mark_region(kOutRegion);
-  gated_residuals(backend, ws, {{0, ws.T + ws.N, ws.cat, w.out, ws.chunk(mod, 2)}});
+  backend.linear_accumulate(ws.delta, ws.attention_out(), w_attn);
+  ws.defer_residual(0, ws.T + ws.N, ws.chunk(mod, 2));
 }
 
 }  // namespace paradit::flux

@@ -41,8 +41,8 @@ struct Workspace {
   int mod_set = 0;         // the set of the current block
   Tensor pending_gate[2];  // [stream] [B, D]: gate of the update pending on that stream's rows, or undefined
   Tensor mod_local;   // [B, ≤ 6D]: this rank's piece of a modulation before the all-gather (tensor parallel)
-  // Every held block's {text, image} modulation, computed before the blocks run (precompute_modulations), from
-  // block index pre_first on; empty when each block computes its own. A single block's is the image slot.
+  // Every held block's {text, image} modulation, computed before the blocks run (use_modulations), from block
+  // index pre_first on; empty when each block computes its own. A single block's is the image slot.
   std::vector<std::array<Tensor, 2>> pre_mods;
   int pre_first = 0;
   Tensor silu_temb;   // [B, D]: SiLU(temb), the input of every modulation linear
@@ -96,12 +96,23 @@ inline constexpr float kNormEps = 1e-6f;  // every LayerNorm and q/k RMSNorm of 
 // (SequenceShard(width, tp)), all-gathered.
 void modulation(Backend& backend, Workspace& ws, const Tensor& mod, const Linear& w);
 
-// Under sequence parallelism without tensor parallelism: every modulation of blocks [first, end) at once, before
-// the blocks run — each rank of `group` (the SP group, whose ranks share the conditioning) computes its SequenceShard of every modulation's columns (its rows of the
-// weights) and one all-gather assembles them, instead of every rank computing all of them (a quarter of FLUX's
-// weights read per forward). Leaves ws.pre_mods empty when a width does not divide over the group.
-void precompute_modulations(Backend& backend, Workspace& ws, const std::vector<DoubleBlockWeights>& doubles,
-                            const std::vector<SingleBlockWeights>& singles, int first, int end, Communicator& group);
+// Every modulation of blocks [first, end) for every row of silu_temb ([R, D]: the B rows of one forward, or of
+// several forwards one after the other), computed before the blocks run, one GEMM per modulation weight: without
+// tensor parallelism only. With a group (the SP group, whose ranks share the conditionings) each rank computes its
+// SequenceShard of every modulation's columns (its rows of the weights) and one all-gather assembles them, instead
+// of every rank computing all of them; without one (or when a width does not divide over it) this rank computes
+// everything.
+struct ModulationPlan {
+  Tensor doubles;  // [2 · double blocks, R, 6D]: text then image stream of each double block
+  Tensor singles;  // [single blocks, R, 3D]
+  int first = 0, n_double = 0, n_single = 0;
+  int64_t rows = 0;
+  bool defined() const { return rows > 0; }
+};
+ModulationPlan plan_modulations(Backend& backend, const Tensor& silu_temb, const std::vector<DoubleBlockWeights>& doubles,
+                                const std::vector<SingleBlockWeights>& singles, int first, int end, Communicator* group);
+// Points ws.pre_mods at rows [row0, row0 + B) of the plan (views: the plan must outlive the forward).
+void use_modulations(Workspace& ws, const ModulationPlan& plan, int64_t row0, int64_t B);
 
 void double_block(Backend& backend, const DoubleBlockWeights& w, Workspace& ws);
 void single_block(Backend& backend, const SingleBlockWeights& w, Workspace& ws);

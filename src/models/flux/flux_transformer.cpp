@@ -70,6 +70,41 @@ class FluxModel final : public FluxTransformer {
     return run(in, &parallel, nullptr);
   }
 
+  void plan_conditionings(const std::vector<FluxConditioning>& conditionings, const FluxParallel* parallel) override {
+    clear_plan();
+    if (conditionings.empty() || shard_.size > 1) return;
+    const int64_t B = conditionings.front().pooled_projections.defined()
+                          ? conditionings.front().pooled_projections.size(0) : 0;
+    const int64_t P = config_.pooled_projection_dim, R = B * int64_t(conditionings.size());
+    // All of them as one batch of R rows: pooled projections stacked, timesteps and guidance concatenated.
+    FluxInputs all;
+    all.pooled_projections = backend_.empty({R, P});
+    for (size_t i = 0; i < conditionings.size(); ++i) {
+      const FluxConditioning& c = conditionings[i];
+      require_device_input(backend_, "pooled_projections", c.pooled_projections, {B, P});
+      PD_REQUIRE(B > 0 && int64_t(c.timestep.size()) == B &&
+                     int64_t(c.guidance.size()) == (config_.guidance_embeds ? B : int64_t(0)),
+                 "FLUX plan_conditionings: conditioning ", i, " needs ", B, " timestep value(s)",
+                 config_.guidance_embeds ? " and as many guidance values" : " and no guidance (no guidance embedding)");
+      backend_.copy(all.pooled_projections.slice(0, int64_t(i) * B, B), c.pooled_projections);
+      all.timestep.insert(all.timestep.end(), c.timestep.begin(), c.timestep.end());
+      all.guidance.insert(all.guidance.end(), c.guidance.begin(), c.guidance.end());
+    }
+    const Tensor silu = backend_.empty({R, config_.hidden()});
+    backend_.silu(silu, conditioning(all, R));
+    Communicator* share = parallel ? (parallel->sp ? parallel->sp : parallel->ulysses) : nullptr;
+    plan_ = plan_modulations(backend_, silu, w_.double_blocks, w_.single_blocks, blocks_.begin, blocks_.end, share);
+    plan_batch_ = B;
+    plan_keys_ = conditionings;
+    for (FluxConditioning& k : plan_keys_) k.pooled_projections = Tensor();  // the values are the caller's promise
+  }
+
+  void clear_plan() override {
+    plan_ = {};
+    plan_keys_.clear();
+    plan_batch_ = 0;
+  }
+
   Tensor forward_part(const FluxPartInputs& in) override {
     PD_REQUIRE(in.attention != nullptr, "FLUX forward_part needs the attention that holds the K/V");
     PD_REQUIRE(in.img_ids.defined() && in.txt_ids.defined() && in.pooled_projections.defined(),
@@ -146,8 +181,19 @@ class FluxModel final : public FluxTransformer {
     backend_.silu(ws.silu_temb, temb);
     Communicator* share = ws.parallel ? (ws.parallel->sp ? ws.parallel->sp : ws.parallel->ulysses) : nullptr;
     backend_.mark_region("modulation GEMVs");
-    if (share != nullptr && ws.tp == nullptr && share->size() > 1)
-      precompute_modulations(backend_, ws, w_.double_blocks, w_.single_blocks, blocks_.begin, blocks_.end, *share);
+    ModulationPlan own;  // this forward's, when it has none planned and shares the work over its SP group
+    if (in.planned >= 0 && plan_.defined() && ws.tp == nullptr) {
+      PD_REQUIRE(in.planned < int(plan_keys_.size()) && B == plan_batch_, "FLUX forward: planned conditioning ",
+                 in.planned, " with a batch of ", B, ", but the plan holds ", plan_keys_.size(), " of ", plan_batch_);
+      const FluxConditioning& key = plan_keys_[size_t(in.planned)];
+      PD_REQUIRE(key.timestep == in.timestep && key.guidance == in.guidance, "FLUX forward: planned conditioning ",
+                 in.planned, " was made for another timestep or guidance than this forward's");
+      use_modulations(ws, plan_, int64_t(in.planned) * B, B);
+    } else if (share != nullptr && ws.tp == nullptr && share->size() > 1) {
+      own = plan_modulations(backend_, ws.silu_temb, w_.double_blocks, w_.single_blocks, blocks_.begin, blocks_.end,
+                             share);
+      use_modulations(ws, own, 0, B);
+    }
 
     run_blocks(ws, tap);
     return final_layer(ws, B, tap);
@@ -312,6 +358,11 @@ class FluxModel final : public FluxTransformer {
   FluxWeights w_;
   FluxBlockRange blocks_;
   RopeCache rope_;
+  // plan_conditionings: the modulations, each planned conditioning's timestep and guidance (the check of a forward
+  // that names it) and their batch.
+  ModulationPlan plan_;
+  std::vector<FluxConditioning> plan_keys_;
+  int64_t plan_batch_ = 0;
 };
 
 std::unique_ptr<FluxTransformer> create(Backend& backend, const FluxConfig& config, FluxTensorShard shard,
