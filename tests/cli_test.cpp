@@ -69,6 +69,16 @@ class CliTest : public ::testing::Test {
     return r;
   }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  // The pixels of a 48×32, 2-step image of the embedded default on CPU ranks with the extra flags, written to
+  // `out`.
+  std::vector<uint8_t> small_image(const std::vector<std::string>& flags, const std::string& out) const {
+    std::vector<std::string> args = {"-p", "a tree", "-W", "48", "-H", "32", "--steps", "2", "-q", "--device", "cpu",
+                                     "-o", out};
+    args.insert(args.end(), flags.begin(), flags.end());
+    const CliRun r = generate(args);
+    EXPECT_TRUE(r.exited && r.rc == 0) << r.err;
+    return read_png(path(out)).rgb;
+  }
 
   fs::path dir_;
 };
@@ -158,13 +168,19 @@ TEST_F(CliTest, SameSeedSameImage) {
 
 TEST_F(CliTest, UlyssesHeadChunksGiveTheSameImage) {
   // tiny-flux's 3 heads over Ulysses 3 in 1 or 2 chunks (one empty on every rank): the same attention per head.
-  const auto run = [&](const std::string& chunks, const std::string& out) {
-    const CliRun r = generate({"-p", "a tree", "-W", "48", "-H", "32", "--steps", "2", "-q", "--device", "cpu",
-                               "--ulysses", "3", "--ulysses-chunks", chunks, "-o", out});
-    EXPECT_TRUE(r.exited && r.rc == 0) << r.err;
-    return read_png(path(out)).rgb;
-  };
-  EXPECT_EQ(run("1", "one.png"), run("2", "two.png"));
+  EXPECT_EQ(small_image({"--ulysses", "3", "--ulysses-chunks", "1"}, "one.png"),
+            small_image({"--ulysses", "3", "--ulysses-chunks", "2"}, "two.png"));
+}
+
+TEST_F(CliTest, RingKvGatherGivesThePassImage) {
+  // Ring 3 over tiny-flux's uneven blocks, K/V passed round or gathered at once: the same keys, merged in another
+  // order (f32 rounding at most).
+  const std::vector<uint8_t> pass = small_image({"--ring", "3", "--ring-kv", "pass"}, "pass.png"),
+                             gather = small_image({"--ring", "3", "--ring-kv", "gather"}, "gather.png");
+  ASSERT_EQ(pass.size(), gather.size());
+  int worst = 0;
+  for (size_t i = 0; i < pass.size(); ++i) worst = std::max(worst, std::abs(int(pass[i]) - int(gather[i])));
+  EXPECT_LE(worst, 1);
 }
 
 TEST_F(CliTest, InitLatentsReproduceDiffusersFromTheFolderAndFromSingleFiles) {
@@ -247,6 +263,7 @@ TEST_F(CliTest, BadFlagsExitNonZeroWithAClearMessage) {
       {{"-p", "x", "--max-sequence-length", "600"}, 2, {"1..512"}},
       {{"-p", "x", "-b", "0"}, 2, {"--batch-count"}},
       {{"-p", "x", "--ulysses-chunks", "0"}, 2, {"--ulysses-chunks must be >= 1"}},
+      {{"-p", "x", "--ring-kv", "hops"}, 2, {"--ring-kv must be pass or gather", "'hops'"}},
       {{"-p", "x", "--device", "tpu"}, 2, {"bad device 'tpu'"}},
       {{"-p", "x", "--dtype", "f8"}, 2, {"--dtype must be"}},
       {{"-p", "x", "--model", "/nonexistent/flux"}, 2, {"/nonexistent/flux is not a folder"}},

@@ -19,13 +19,15 @@ struct Case {
   int64_t batch, length, heads, head_dim;
   bool packed_qkv;  // q, k, v side by side in one [B, S, 3, H, d] buffer (the packed overload)
   int head_chunks = 1;  // packed: Ulysses pipelined over this many chunks of heads
-  bool posted = false;  // packed, in two calls (PostedUspAttention) with other work between them
+  bool posted = false;  // packed, in steps (PostedUspAttention) with other work between them
+  RingKv ring_kv = RingKv::kPass;
 };
 
 std::string name(const Case& c) {
   return "ulysses " + std::to_string(c.ulysses) + " ring " + std::to_string(c.ring) + " B " + std::to_string(c.batch) +
          " L " + std::to_string(c.length) + " H " + std::to_string(c.heads) + (c.packed_qkv ? " packed" : "") +
-         (c.head_chunks > 1 ? " chunks " + std::to_string(c.head_chunks) : "") + (c.posted ? " posted" : "");
+         (c.head_chunks > 1 ? " chunks " + std::to_string(c.head_chunks) : "") + (c.posted ? " posted" : "") +
+         (c.ring_kv == RingKv::kGather ? " gather" : "");
 }
 
 void check_case(const Case& c) {
@@ -61,17 +63,20 @@ void check_case(const Case& c) {
     be->copy(vl, v.slice(1, start, n));
     const Tensor out = test::poisoned_host(local), lse = test::poisoned_host({c.batch, c.heads, n});
     if (c.posted) {
-      PostedUspAttention attention(*be, *g.ulysses, *g.ring, shard, out, lse, qkv, scale, c.head_chunks);
-      // The caller's own work while the transfers are under way (a single block's MLP GEMM).
+      PostedUspAttention attention(*be, *g.ulysses, *g.ring, shard, out, lse, qkv, scale, c.head_chunks, c.ring_kv);
+      // The caller's own work while the transfers are under way (a single block's MLP GEMM, then the MLP part of
+      // its output projection while the attention output travels back).
       const Tensor x = test::random_host({1, n + 1, 8}, 40 + uint64_t(s)), w = test::random_host({5, 8}, 41);
       const Tensor y = be->empty({1, n + 1, 5});
       be->linear(y, x, w, Tensor(), Epilogue::kNone);
+      attention.attend();
+      be->linear_accumulate(y, x, w);
       attention.finish();
     } else if (c.packed_qkv) {
-      usp_attention(*be, *g.ulysses, *g.ring, shard, out, lse, qkv, scale, c.head_chunks);
+      usp_attention(*be, *g.ulysses, *g.ring, shard, out, lse, qkv, scale, c.head_chunks, c.ring_kv);
+    } else {
+      usp_attention(*be, *g.ulysses, *g.ring, shard, out, lse, ql, kl, vl, scale, c.ring_kv);
     }
-    else
-      usp_attention(*be, *g.ulysses, *g.ring, shard, out, lse, ql, kl, vl, scale);
     // Each rank writes its own token range of the gathered result.
     be->copy(got.slice(1, start, n), out);
     be->copy(got_lse.slice(2, start, n), lse);
@@ -124,6 +129,22 @@ TEST(UspAttention, FewerTokensThanRanks) {
   check_case({8, 1, 1, 3, 4, 16, false});
   check_case({2, 4, 1, 5, 3, 16, true});
   check_case({8, 1, 1, 3, 4, 16, true});
+}
+
+TEST(UspAttention, GatheredRingBlocksMatchSerial) {
+  // RingKv::kGather on every mesh with a ring: uneven blocks, packed and not, a batch, posted, and empty blocks.
+  for (int u = 1; u <= 4; ++u)
+    for (int r = 2; u * r <= 8; ++r)
+      for (int64_t length : {24, 29}) {
+        Case c{u, r, 1, length, 3, 16, length == 29};
+        c.ring_kv = RingKv::kGather;
+        check_case(c);
+      }
+  for (Case c : {Case{2, 3, 2, 37, 4, 16, true}, Case{1, 8, 1, 6, 2, 16, false}, Case{2, 4, 1, 5, 3, 16, true},
+                 Case{3, 2, 2, 29, 5, 16, true, 2, true}, Case{1, 3, 2, 29, 5, 16, true, 1, true}}) {
+    c.ring_kv = RingKv::kGather;
+    check_case(c);
+  }
 }
 
 TEST(UspAttention, RefusesAShardThatDoesNotMatchTheGroup) {

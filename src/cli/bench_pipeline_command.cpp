@@ -12,6 +12,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/sp_flags.h"
 #include "cli/stale_flags.h"
 #include "paradit/backend/backend.h"
 #include "paradit/backend/region_tally.h"
@@ -266,7 +267,7 @@ int bench_pipeline_command(int argc, char** argv, int first) {
   BenchSetup b;
   b.device = "auto";
   bool tiny = false;
-  int ulysses_chunks = 1;
+  SpTuningArgs sp;
   MeshRequest mesh;
   StaleArgs stale;
   ArgParser p("bench pipeline",
@@ -282,9 +283,7 @@ int bench_pipeline_command(int argc, char** argv, int first) {
   p.option("tp", "", &mesh.tp, "tensor-parallel degree");
   p.option("ulysses", "", &mesh.ulysses, "Ulysses degree");
   p.option("ring", "", &mesh.ring, "Ring degree");
-  p.option("ulysses-chunks", "", &ulysses_chunks,
-           "Ulysses: its all-to-alls pipelined over N chunks of heads, one chunk's attention beside the next "
-           "chunk's transfer (default 1: measured fastest on 4 x H200 at 1024 and 2048)");
+  add_sp_tuning_options(p, sp);
   p.flag("cfg-parallel", "", &mesh.cfg_parallel, "true CFG's two passes on two halves of the ranks (implies --true-cfg)");
   p.option("gpus", "", &mesh.ranks, "ranks: alone it picks the mesh, with degrees their product");
   add_stale_options(p, stale);
@@ -299,14 +298,14 @@ int bench_pipeline_command(int argc, char** argv, int first) {
   }
   PD_REQUIRE(b.iters >= 1 && b.warmup >= 0 && b.steps >= 1,
              "--iters and --steps must be at least 1, --warmup at least 0");
-  PD_REQUIRE(mesh.tp >= 1 && mesh.ulysses >= 0 && mesh.ring >= 0 && mesh.ranks >= 0 && ulysses_chunks >= 1,
-             "--tp, --ulysses, --ring, --gpus and --ulysses-chunks must be positive");
+  PD_REQUIRE(mesh.tp >= 1 && mesh.ulysses >= 0 && mesh.ring >= 0 && mesh.ranks >= 0,
+             "--tp, --ulysses, --ring and --gpus must be positive");
   check_flux_image_size(b.size, b.size);
   b.model = tiny ? "tiny" : "FLUX.1-dev";
   b.configs = tiny ? FluxNetworkConfigs::tiny() : FluxNetworkConfigs{};
   b.true_cfg = b.true_cfg || mesh.cfg_parallel;
   EngineOptions options;
-  options.pipeline.ulysses_head_chunks = ulysses_chunks;
+  apply_sp_tuning_args(sp, options);
   options.pipeline.time_regions = b.profile;
   apply_stale_args(stale, mesh, options);  // --pipefusion: mesh.pp; --patch-parallel: mesh.ring
   const bool several = mesh.tp > 1 || mesh.ulysses > 1 || mesh.ring > 1 || mesh.pp > 1 || mesh.cfg_parallel ||

@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/generate_report.h"
 #include "cli/progress_bar.h"
+#include "cli/sp_flags.h"
 #include "cli/stale_flags.h"
 #include "paradit/comm/mpi.h"
 #include "paradit/core/log.h"
@@ -27,7 +28,7 @@ struct GenerateArgs {
   float cfg_scale = 1.0f, guidance = 3.5f;
   int steps = 0, width = 1024, height = 1024, batch_count = 1, max_sequence_length = 0;
   bool vae_tiling = false, release_text_encoders = false, quiet = false, json = false;
-  int ulysses_chunks = 1;
+  SpTuningArgs sp;
   MeshRequest mesh;
   StaleArgs stale;
   int threads_per_rank = 0;
@@ -62,9 +63,7 @@ void add_options(ArgParser& p, GenerateArgs& a) {
            "GPU)");
   p.option("ulysses", "", &a.mesh.ulysses, "Ulysses degree (sequence parallel, all-to-all of heads); 0: not set");
   p.option("ring", "", &a.mesh.ring, "Ring degree (sequence parallel, K/V passed round the ranks); 0: not set");
-  p.option("ulysses-chunks", "", &a.ulysses_chunks,
-           "Ulysses: its all-to-alls pipelined over N chunks of heads, one chunk's attention beside the next "
-           "chunk's transfer (default 1: measured fastest on 4 x H200 at 1024 and 2048)");
+  add_sp_tuning_options(p, a.sp);
   p.flag("cfg-parallel", "", &a.mesh.cfg_parallel, "true CFG's two prompts side by side on two halves of the ranks");
   p.option("dp", "", &a.mesh.dp, "data-parallel degree: the batch's images split over this many groups of ranks");
   p.option("gpus", "", &a.mesh.ranks,
@@ -104,7 +103,6 @@ void validate(const GenerateArgs& a) {
   PD_REQUIRE(!a.output.empty(), "--output must name a file");
   PD_REQUIRE(a.mesh.tp >= 1 && a.mesh.ulysses >= 0 && a.mesh.ring >= 0 && a.mesh.dp >= 1 && a.mesh.ranks >= 0,
              "--tp, --ulysses, --ring, --dp and --gpus must be positive");
-  PD_REQUIRE(a.ulysses_chunks >= 1, "--ulysses-chunks must be >= 1, got ", a.ulysses_chunks);
   PD_REQUIRE(a.threads_per_rank >= 0, "--threads-per-rank must be >= 0 (0: the cores shared evenly), got ",
              a.threads_per_rank);
 }
@@ -145,7 +143,7 @@ int generate_command(int argc, char** argv, int first) {
   options.threads_per_rank = a.threads_per_rank;
   options.sources = a.sources.empty() ? FluxPipelineSources::embedded_default() : a.sources;
   options.pipeline.vae_tiling = a.vae_tiling;
-  options.pipeline.ulysses_head_chunks = a.ulysses_chunks;
+  apply_sp_tuning_args(a.sp, options);
   options.pipeline.release_text_encoders = a.release_text_encoders;
   apply_stale_args(a.stale, a.mesh, options);
   // Only a rank count alone needs the model's head count (auto_mesh): read from the transformer's config.

@@ -54,7 +54,7 @@ void ulysses_gather_heads(Communicator& ulysses, const BlockLayout& blk, const S
 // scatter): Ring attention over the blocks, then the inverse all-to-all into out (and lse) for this rank's tokens.
 void run_block_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
                          const Tensor& out, const Tensor& lse, const Tensor& qb, const Tensor& kb, const Tensor& vb,
-                         float scale) {
+                         float scale, RingKv ring_kv) {
   const int U = ulysses.size(), R = ring.size();
   std::vector<int64_t> kv_lengths(R);
   for (int j = 0; j < R; ++j) kv_lengths[j] = BlockLayout{shard, U, j}.length();
@@ -62,7 +62,7 @@ void run_block_attention(Backend& be, Communicator& ulysses, Communicator& ring,
   const SequenceShard heads(out.size(2), U);
   const Tensor ob = be.empty(qb.shape(), out.dtype());
   const Tensor lb = lse.defined() ? be.empty({qb.size(0), qb.size(2), blk.length()}, DType::kF32) : Tensor();
-  ring_attention(be, ring, kv_lengths, ob, lb, qb, kb, vb, scale);
+  ring_attention(be, ring, kv_lengths, ob, lb, qb, kb, vb, scale, ring_kv);
   ulysses_gather_heads(ulysses, blk, heads, out, ob, 1, 2);
   if (lse.defined()) ulysses_gather_heads(ulysses, blk, heads, lse, lb, 2, 1);
 }
@@ -76,9 +76,9 @@ void run_block_attention(Backend& be, Communicator& ulysses, Communicator& ring,
 // of the chunk before.
 PostedUspAttention::PostedUspAttention(Backend& be, Communicator& ulysses, Communicator& ring,
                                        const SequenceShard& shard, const Tensor& out, const Tensor& lse,
-                                       const Tensor& qkv, float scale, int head_chunks)
+                                       const Tensor& qkv, float scale, int head_chunks, RingKv ring_kv)
     : be_(be), ulysses_(ulysses), ring_(ring), shard_(shard), out_(out), lse_(lse), qkv_(qkv), scale_(scale),
-      chunks_(head_chunks) {
+      chunks_(head_chunks), ring_kv_(ring_kv) {
   PD_REQUIRE(qkv.defined() && qkv.dim() == 5 && qkv.size(2) == 3, "usp_attention: qkv must be [B, S, 3, H, d], got ",
              qkv.defined() ? qkv.desc() : std::string("an undefined tensor"));
   PD_REQUIRE(head_chunks >= 1, "usp_attention: head_chunks must be at least 1, got ", head_chunks);
@@ -127,7 +127,7 @@ void PostedUspAttention::attend() {
   const int U = ulysses_.size(), u = ulysses_.rank(), R = ring_.size();
   if (U == 1) {
     usp_attention(be_, ulysses_, ring_, shard_, out_, lse_, qkv_.select(2, 0), qkv_.select(2, 1), qkv_.select(2, 2),
-                  scale_);
+                  scale_, ring_kv_);
     return;
   }
   const int64_t B = qkv_.size(0), D = qkv_.size(4);
@@ -140,7 +140,7 @@ void PostedUspAttention::attend() {
     const Tensor& x = arrived_[size_t(c)];
     const Tensor ob = be_.empty({B, blk.length(), chunk_count(u, c), D}, out_.dtype());
     const Tensor lb = lse_.defined() ? be_.empty({B, chunk_count(u, c), blk.length()}, DType::kF32) : Tensor();
-    ring_attention(be_, ring_, kv_lengths, ob, lb, x.select(2, 0), x.select(2, 1), x.select(2, 2), scale_);
+    ring_attention(be_, ring_, kv_lengths, ob, lb, x.select(2, 0), x.select(2, 1), x.select(2, 2), scale_, ring_kv_);
     std::vector<P2POp> ops;
     for (int p = 0; p < U; ++p) {
       ops.push_back(P2POp::send(ob.slice(1, blk.offset(p), blk.count(p)), p));
@@ -162,13 +162,14 @@ void PostedUspAttention::finish() {
 }
 
 void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
-                   const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int head_chunks) {
-  PostedUspAttention(be, ulysses, ring, shard, out, lse, qkv, scale, head_chunks).finish();
+                   const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int head_chunks,
+                   RingKv ring_kv) {
+  PostedUspAttention(be, ulysses, ring, shard, out, lse, qkv, scale, head_chunks, ring_kv).finish();
 }
 
 void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
                    const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
-                   float scale) {
+                   float scale, RingKv ring_kv) {
   const int U = ulysses.size(), R = ring.size();
   const int s = ulysses.rank() + U * ring.rank();
   PD_REQUIRE(shard.parts() == U * R, "usp_attention: the sequence is cut in ", shard.parts(),
@@ -186,7 +187,7 @@ void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const
   std::vector<int64_t> kv_lengths(R);
   for (int j = 0; j < R; ++j) kv_lengths[j] = BlockLayout{shard, U, j}.length();
   if (U == 1) {
-    ring_attention(be, ring, kv_lengths, out, lse, q, k, v, scale);
+    ring_attention(be, ring, kv_lengths, out, lse, q, k, v, scale, ring_kv);
     return;
   }
 
@@ -195,7 +196,7 @@ void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const
   const Tensor qb = ulysses_scatter_heads(be, ulysses, blk, heads, q);
   const Tensor kb = ulysses_scatter_heads(be, ulysses, blk, heads, k);
   const Tensor vb = ulysses_scatter_heads(be, ulysses, blk, heads, v);
-  run_block_attention(be, ulysses, ring, shard, out, lse, qb, kb, vb, scale);
+  run_block_attention(be, ulysses, ring, shard, out, lse, qb, kb, vb, scale, ring_kv);
 }
 
 }  // namespace paradit

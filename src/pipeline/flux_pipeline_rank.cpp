@@ -96,7 +96,7 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
              ctx.mesh.str(), " makes rank ", ctx.rank, " tp ", ctx.coord(MeshDim::kTp),
              " (load it with FluxPipelineOptions::tensor_parallel)");
   FluxParallel sp{g.ulysses.get(), g.ring.get(), tensor_parallel ? g.tp.get() : nullptr,
-                  options_.ulysses_head_chunks, g.sp.get()};
+                  options_.ulysses_head_chunks, g.sp.get(), options_.ring_kv};
   const bool pipefusion = ctx.mesh.degree(MeshDim::kPp) > 1;
   const FluxStaleOptions& stale = options_.stale;
   PD_REQUIRE(!(pipefusion && stale.patch_parallel), "PipeFusion and patch parallel cannot be combined");

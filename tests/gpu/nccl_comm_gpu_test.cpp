@@ -226,15 +226,23 @@ TEST(NcclCommGpu, UspAttentionOverNcclMatchesOneGpu) {
     be->attention(out, Tensor(), qkv.select(2, 0), qkv.select(2, 1), qkv.select(2, 2), scale);
     want = be->download_f32(out);
   }
-  std::vector<MeshDegrees> meshes{{.ulysses = P}};
-  if (P % 2 == 0 && P > 2) meshes.push_back({.ulysses = 2, .ring = P / 2});
+  // Ring meshes run with K/V passed round and gathered at once (RingKv).
+  struct Run {
+    MeshDegrees mesh;
+    RingKv ring_kv;
+  };
+  std::vector<Run> runs{{{.ulysses = P}, RingKv::kPass}, {{.ring = P}, RingKv::kPass}, {{.ring = P}, RingKv::kGather}};
+  if (P % 2 == 0 && P > 2) {
+    runs.push_back({{.ulysses = 2, .ring = P / 2}, RingKv::kPass});
+    runs.push_back({{.ulysses = 2, .ring = P / 2}, RingKv::kGather});
+  }
   GpuRanks g = gpu_ranks(P, &why);
   if (g.comms.empty()) GTEST_SKIP() << why;
-  for (const MeshDegrees& m : meshes)
+  for (const auto& [m, ring_kv] : runs)
     for (const int chunks : {1, 2, 3})
       for (const bool ordered : {false, true}) {
-        SCOPED_TRACE(m.flags() + ", " + std::to_string(chunks) + " head chunks, " +
-                     (ordered ? "stream-ordered" : "synchronous"));
+        SCOPED_TRACE(m.flags() + (ring_kv == RingKv::kGather ? " (K/V gathered), " : ", ") + std::to_string(chunks) +
+                     " head chunks, " + (ordered ? "stream-ordered" : "synchronous"));
         const DeviceMesh mesh = DeviceMesh::create(m, P);
         const SequenceShard shard(S, P);
         std::vector<Tensor> parts(static_cast<size_t>(P));
@@ -245,7 +253,7 @@ TEST(NcclCommGpu, UspAttentionOverNcclMatchesOneGpu) {
           const Tensor out = be.upload(poisoned_host({1, shard.count(s), H, D}), DType::kBF16);
           world.set_stream_ordered(ordered);
           for (int i = 0; i < 3; ++i)  // again and again: the transfers of one call behind those of the last
-            usp_attention(be, *groups.ulysses, *groups.ring, shard, out, Tensor(), qkv, scale, chunks);
+            usp_attention(be, *groups.ulysses, *groups.ring, shard, out, Tensor(), qkv, scale, chunks, ring_kv);
           world.set_stream_ordered(false);
           parts[size_t(s)] = be.download_f32(out);
         });

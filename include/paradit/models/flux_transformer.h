@@ -7,6 +7,7 @@
 #include "paradit/backend/backend.h"
 #include "paradit/comm/communicator.h"
 #include "paradit/io/flux_checkpoint.h"
+#include "paradit/parallel/ring_attention.h"
 
 namespace paradit {
 
@@ -29,6 +30,8 @@ struct FluxParallel {
   // The whole sequence-parallel group (ulysses × ring), over which work every rank would repeat is shared out
   // (the adaLN modulations); null: the Ulysses group alone.
   Communicator* sp = nullptr;
+  // How Ring moves the key/value blocks (ring_attention's RingKv).
+  RingKv ring_kv = RingKv::kPass;
 
   int parts() const { return ulysses ? ulysses->size() * ring->size() : 1; }
   int part() const { return ulysses ? ulysses->rank() + ulysses->size() * ring->rank() : 0; }

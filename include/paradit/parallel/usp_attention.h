@@ -13,23 +13,26 @@
 
 #include "paradit/backend/backend.h"
 #include "paradit/comm/communicator.h"
+#include "paradit/parallel/ring_attention.h"
 #include "paradit/parallel/sequence_shard.h"
 
 namespace paradit {
 
 // shard: the whole sequence's cut over U·R parts. q, k, v, out [B, shard.count(s), H, d] on be's device, any
 // strides with a contiguous last dimension; lse, if defined, f32 [B, H, shard.count(s)]. Gives what
-// Backend::attention would give for this rank's rows of the unsharded sequence.
+// Backend::attention would give for this rank's rows of the unsharded sequence. ring_kv: how Ring moves the
+// key/value blocks (ring_attention), the same on every rank.
 void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
                    const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
-                   float scale);
+                   float scale, RingKv ring_kv = RingKv::kPass);
 
 // The same with q, k and v side by side, qkv [B, shard.count(s), 3, H, d] (a fused QKV projection's output):
 // Ulysses then moves all three together. head_chunks > 1 pipelines it over that many chunks of each rank's
 // heads — chunk c's attention runs while chunk c + 1 arrives and chunk c − 1 goes back. Every rank of the SP
 // group passes the same value.
 void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
-                   const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int head_chunks = 1);
+                   const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int head_chunks = 1,
+                   RingKv ring_kv = RingKv::kPass);
 
 // The packed form in steps, so that the caller's own GPU work runs beside the transfers: the constructor posts
 // q, k and v on their way; attend() attends as they arrive and posts each rank's rows on their way back; finish()
@@ -39,7 +42,8 @@ void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const
 class PostedUspAttention {
  public:
   PostedUspAttention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
-                     const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int head_chunks = 1);
+                     const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int head_chunks = 1,
+                     RingKv ring_kv = RingKv::kPass);
   ~PostedUspAttention();
   PostedUspAttention(const PostedUspAttention&) = delete;
   PostedUspAttention& operator=(const PostedUspAttention&) = delete;
@@ -58,6 +62,7 @@ class PostedUspAttention {
   Tensor out_, lse_, qkv_;
   float scale_;
   int chunks_;
+  RingKv ring_kv_;
   std::vector<Tensor> arrived_;  // per chunk: [B, ring block, 3, the chunk's heads of this rank, d]
   std::vector<std::unique_ptr<CommRequest>> scatter_, gather_;
   bool attended_ = false, finished_ = false;

@@ -103,6 +103,9 @@ struct FluxPipelineOptions {
   // Ulysses: its all-to-alls pipelined over this many chunks of each rank's heads, so that one chunk's attention
   // runs while the next arrives (usp_attention). The same on every rank.
   int ulysses_head_chunks = 1;
+  // Ring: how the key/value blocks reach the ranks (RingKv: passed around the ring, or gathered from every rank
+  // at once). The same on every rank.
+  RingKv ring_kv = RingKv::kPass;
   // Time the regions of each request on the device (Backend::mark_region: GEMMs, attention, norms, ...; on a
   // GPU from events, so the host does not wait) into FluxTimings::regions — `bench pipeline --profile`.
   bool time_regions = false;

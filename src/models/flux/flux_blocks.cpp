@@ -202,7 +202,7 @@ class JointAttention {
     // q, k and v side by side ([B, rows, 3, H, d]): Ulysses moves them in one all-to-all.
     usp_.emplace(backend, *ws.parallel->ulysses, *ws.parallel->ring, SequenceShard(ws.sequence, ws.parallel->parts()),
                  out(), Tensor(), ws.qkv.unflatten(2, 3, ws.A).unflatten(3, ws.H, ws.d), scale(),
-                 ws.parallel->head_chunks);
+                 ws.parallel->head_chunks, ws.parallel->ring_kv);
   }
 
   // Whether the output travels back from other ranks (so that work between attend() and finish() can hide it).
