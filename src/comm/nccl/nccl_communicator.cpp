@@ -170,8 +170,9 @@ NcclCommunicator::NcclCommunicator(Backend& be, ncclComm_t comm, std::shared_ptr
     // The highest priority: when a transfer and a compute kernel become ready together (Ring's next K/V beside
     // an attention block, a single block's q/k/v beside its MLP GEMM), the block scheduler gives NCCL's few
     // CTAs their SMs first; a GEMM or attention kernel that fills every SM would otherwise hold the transfer
-    // back until it ends, and nothing would overlap. PARADIT_NCCL_STREAM_PRIORITY=normal gives it the default
-    // priority instead (to measure what the priority buys).
+    // back until it ends, and nothing would overlap. Measured on 4 × H200 (2048², Ulysses 4) it changes a step by
+    // under 1% (190.6 against 191.4 ms); kept, as it costs nothing. PARADIT_NCCL_STREAM_PRIORITY=normal gives it
+    // the default priority instead.
     int least = 0, greatest = 0;
     check_cuda(cudaDeviceGetStreamPriorityRange(&least, &greatest), "cudaDeviceGetStreamPriorityRange");
     const char* priority = std::getenv("PARADIT_NCCL_STREAM_PRIORITY");
