@@ -10,6 +10,20 @@ start_budget() {
   deadline=$((SECONDS + BUDGET_S))
 }
 
+# The scripts that run variants of `paradit bench pipeline` at one size (profile_regions.sh, env_ab.sh):
+# `start_size_bench NAME "$@"` reads their arguments BUILD_DIR [SIZE=2048] [STEPS=8] [ITERS=3] into BUILD, SIZE,
+# STEPS and ITERS, starts the budget as NAME and names the card.
+start_size_bench() {
+  local name=$1
+  shift
+  BUILD=${1:?build dir}
+  SIZE=${2:-2048}
+  STEPS=${3:-8}
+  ITERS=${4:-3}
+  start_budget "$name"
+  nvidia-smi --query-gpu=name --format=csv,noheader | head -1
+}
+
 run() {
   local name=$1; shift
   local left=$((deadline - SECONDS))

@@ -5,15 +5,10 @@
 # VARIANTS: newline-separated "name|ENV=value ...|paradit flags" (env part may be empty); BUDGET_S (default 540).
 # JSON rows go to $OUT/env_ab.jsonl (or /tmp).
 set -uo pipefail
-BUILD=${1:?build dir}
-SIZE=${2:-2048}
-STEPS=${3:-8}
-ITERS=${4:-3}
 HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/device_env.sh"
 source "$HERE/budgeted_run.sh"
-start_budget env_ab
-nvidia-smi --query-gpu=name --format=csv,noheader | head -1
+start_size_bench env_ab "$@"
 : "${VARIANTS:?VARIANTS: newline-separated name|env|flags}"
 while IFS='|' read -r name envs flags; do
   [ -z "$name" ] && continue

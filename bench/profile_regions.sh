@@ -8,15 +8,10 @@
 # Env: MESHES (default "--ulysses 4|--ring 4"; '|'-separated flag sets), BUDGET_S (default 540),
 # RUN_TIMEOUT_S (default 300). JSON rows go to $OUT/profile_regions.jsonl (or /tmp).
 set -uo pipefail
-BUILD=${1:?build dir}
-SIZE=${2:-2048}
-STEPS=${3:-8}
-ITERS=${4:-3}
 HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/device_env.sh"
 source "$HERE/budgeted_run.sh"
-start_budget profile_regions
-nvidia-smi --query-gpu=name --format=csv,noheader | head -1
+start_size_bench profile_regions "$@"
 
 common=("$BUILD/paradit" bench pipeline --device cuda --size "$SIZE" --steps "$STEPS" --iters "$ITERS" --warmup 1
         --json --profile)

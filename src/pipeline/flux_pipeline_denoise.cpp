@@ -129,11 +129,12 @@ void Pipeline::denoise_rows(const Tensor& x, int64_t width, int64_t height, int 
     ~PlanScope() { t.clear_plan(); }
   } plan_scope{*transformer_};
   if (planned) {
+    // Under CFG parallel, cfg rank 1 runs the negative branch alone.
+    const Tensor& first = groups.cfg && groups.cfg->rank() == 1 ? in_neg.pooled_projections : in.pooled_projections;
     std::vector<FluxConditioning> conditionings;
     for (int i = 0; i < steps; ++i) {
       const std::vector<float> t = {scheduler.timestep(i) / 1000.0f};
-      const bool negative_here = groups.cfg && groups.cfg->rank() == 1;
-      conditionings.push_back({negative_here ? in_neg.pooled_projections : in.pooled_projections, t, in.guidance});
+      conditionings.push_back({first, t, in.guidance});
       if (per_step == 2) conditionings.push_back({in_neg.pooled_projections, t, in_neg.guidance});
     }
     transformer_->plan_conditionings(conditionings, groups.sp);

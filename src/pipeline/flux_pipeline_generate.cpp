@@ -43,10 +43,11 @@ Tensor vae_latents(Backend& backend, const Tensor& latents, int64_t width, int64
   const Shape packed = flux_packed_latent_shape(latents.size(0), height, width);
   PD_REQUIRE(latents.shape() == packed, "decode: latents ", shape_str(latents.shape()), " do not fit a ", width,
              "x", height, " image (expected ", shape_str(packed), ")");
-  const Tensor here = latents.device() == backend.device() && latents.is_contiguous()
-                          ? latents
-                          : backend.upload(latents.device().is_cpu() ? latents : backend.download_f32(latents),
-                                           DType::kF32);
+  Tensor here = latents;  // contiguous on the device, for the view below
+  if (latents.device() != backend.device() || !latents.is_contiguous()) {
+    here = backend.empty(latents.shape(), DType::kF32);
+    backend.copy(here, latents);
+  }
   const int64_t B = latents.size(0), h2 = height / kFluxPixelsPerToken, w2 = width / kFluxPixelsPerToken;
   const int64_t C = kFluxLatentChannels;
   const Tensor by_patch = here.view({B, h2, w2, C, kFluxPatch, kFluxPatch})  // b, i, j, c, py, px

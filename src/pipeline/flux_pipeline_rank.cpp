@@ -155,7 +155,6 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
     const bool parallel_decode = g.vae->size() > 1 && !options_.vae_tiling && !pipefusion;
     if (!decodes && !parallel_decode) continue;
 
-    const Tensor final = backend_.download_f32(whole);
     backend_.mark_region("decode: latents");
     start = std::chrono::steady_clock::now();
     std::vector<Rgb8Image> decoded;
@@ -171,6 +170,7 @@ FluxRankResult Pipeline::generate_rank(const FluxRequest& req, const RankContext
     }
     r.timings.decode_s += seconds_since(start);
     if (!decodes) continue;
+    const Tensor final = backend_.download_f32(whole);
     std::copy_n(final.data_as<float>(), N * channels, r.latents.data_as<float>() + k * N * channels);
     r.images.push_back(std::move(decoded.front()));
     r.seeds.push_back(seed);

@@ -34,6 +34,8 @@ struct FluxParallel {
   RingKv ring_kv = RingKv::kPass;
 
   int parts() const { return ulysses ? ulysses->size() * ring->size() : 1; }
+  // The group that shares out work every rank would repeat: sp, or the Ulysses group alone.
+  Communicator* sharing() const { return sp ? sp : ulysses; }
   int part() const { return ulysses ? ulysses->rank() + ulysses->size() * ring->rank() : 0; }
 };
 

@@ -92,8 +92,8 @@ class FluxModel final : public FluxTransformer {
     }
     const Tensor silu = backend_.empty({R, config_.hidden()});
     backend_.silu(silu, conditioning(all, R));
-    Communicator* share = parallel ? (parallel->sp ? parallel->sp : parallel->ulysses) : nullptr;
-    plan_ = plan_modulations(backend_, silu, w_.double_blocks, w_.single_blocks, blocks_.begin, blocks_.end, share);
+    plan_ = plan_modulations(backend_, silu, w_.double_blocks, w_.single_blocks, blocks_.begin, blocks_.end,
+                             parallel ? parallel->sharing() : nullptr);
     plan_batch_ = B;
     plan_keys_ = conditionings;
     for (FluxConditioning& k : plan_keys_) k.pooled_projections = Tensor();  // the values are the caller's promise
@@ -179,7 +179,7 @@ class FluxModel final : public FluxTransformer {
     const Tensor temb = conditioning(in, B);
     report("temb", temb);
     backend_.silu(ws.silu_temb, temb);
-    Communicator* share = ws.parallel ? (ws.parallel->sp ? ws.parallel->sp : ws.parallel->ulysses) : nullptr;
+    Communicator* share = ws.parallel ? ws.parallel->sharing() : nullptr;
     backend_.mark_region("modulation GEMVs");
     ModulationPlan own;  // this forward's, when it has none planned and shares the work over its SP group
     if (in.planned >= 0 && plan_.defined() && ws.tp == nullptr) {

@@ -82,7 +82,7 @@ class VaeModel final : public VaeDecoder {
   // reciprocal: within an ulp of it) and rounded once. The strided copy does the NCHW → NHWC transpose.
   Tensor unscaled(const Tensor& latents, LatentLayout layout) {
     validate(latents, layout);
-    const Tensor src = layout == LatentLayout::kNCHW ? latents.transpose(1, 2).transpose(2, 3) : latents;
+    const Tensor src = nhwc_view(latents, layout);
     Tensor f32 = backend_.empty(src.shape(), DType::kF32), shift = backend_.empty(src.shape(), DType::kF32);
     backend_.copy(f32, src);
     backend_.fill(shift, float(config_.shift_factor));
@@ -91,13 +91,17 @@ class VaeModel final : public VaeDecoder {
     return z;
   }
 
+  static Tensor nhwc_view(const Tensor& latents, LatentLayout layout) {
+    return layout == LatentLayout::kNCHW ? latents.transpose(1, 2).transpose(2, 3) : latents;
+  }
+
   // Contiguous NHWC latents in compute dtype: the strided copy does the NCHW → NHWC transpose.
   Tensor to_nhwc(const Tensor& latents, LatentLayout layout) {
     validate(latents, layout);
     return nhwc_copy(latents, layout);
   }
   Tensor nhwc_copy(const Tensor& latents, LatentLayout layout) {
-    const Tensor src = layout == LatentLayout::kNCHW ? latents.transpose(1, 2).transpose(2, 3) : latents;
+    const Tensor src = nhwc_view(latents, layout);
     Tensor z = backend_.empty(src.shape());
     backend_.copy(z, src);
     return z;
