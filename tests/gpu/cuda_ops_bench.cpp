@@ -12,6 +12,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "paradit/backend/backend.h"
 #include "paradit/backend/cuda_backend.h"
@@ -100,6 +102,53 @@ void bench_attention(Backend& b) {
   report_flops("attention B1 H24 S4608 d128 (packed qkv views)", us, flop);
   us = time_us(b, [&] { b.attention(heads(cat, 0), lse, heads(qkv, 0), heads(qkv, 1), heads(qkv, 2), scale); });
   report_flops("attention B1 H24 S4608 d128 + lse", us, flop);
+}
+
+// The attention calls of a 2048² forward (512 + 16384 tokens) split over 4 GPUs: Ulysses' (all tokens, a quarter
+// of the heads), Ring's (a quarter of the queries against each quarter of the keys, with the statistics, then the
+// merge) and the gathered Ring's (the own quarter, then the other three in one call). Same FLOPs in each row.
+void bench_split_attention(Backend& b) {
+  const int64_t S = 16896, Sq = S / 4, H = 24, d = 128;
+  const float scale = float(1.0 / std::sqrt(double(d)));
+  const auto qkv = [&](int64_t s, int64_t h, uint64_t seed) { return random(b, {1, s, h, d}, seed); };
+  const double flop = 4.0 * double(Sq) * S * d * H;  // one rank's share
+  {
+    const Tensor q = qkv(S, H / 4, 60), k = qkv(S, H / 4, 61), v = qkv(S, H / 4, 62), o = b.empty(q.shape());
+    report_flops("2048^2 / 4, Ulysses: S16896 H6", time_us(b, [&] { b.attention(o, Tensor(), q, k, v, scale); }),
+                 flop);
+  }
+  const Tensor q = qkv(Sq, H, 63), k = qkv(S, H, 64), v = qkv(S, H, 65), o = b.empty(q.shape());
+  std::vector<Tensor> outs, lses;
+  for (int j = 0; j < 4; ++j) {
+    outs.push_back(b.empty(q.shape()));
+    lses.push_back(b.empty({1, H, Sq}, DType::kF32));
+  }
+  const auto block = [&](int64_t start, int64_t len) { return std::pair{k.slice(1, start, len), v.slice(1, start, len)}; };
+  report_flops("2048^2 / 4, Ring pass: 4 x (Sq4224 Skv4224 + lse), merge", time_us(b, [&] {
+                 for (int j = 0; j < 4; ++j) {
+                   const auto [kb, vb] = block(j * Sq, Sq);
+                   b.attention(outs[size_t(j)], lses[size_t(j)], q, kb, vb, scale);
+                 }
+                 b.lse_merge(o, Tensor(), outs, lses);
+               }),
+               flop);
+  report_flops("  its 4 attention calls alone", time_us(b, [&] {
+                 for (int j = 0; j < 4; ++j) {
+                   const auto [kb, vb] = block(j * Sq, Sq);
+                   b.attention(outs[size_t(j)], lses[size_t(j)], q, kb, vb, scale);
+                 }
+               }),
+               flop);
+  report_flops("2048^2 / 4, Ring gather: Skv4224 + Skv12672 (+ lse), merge", time_us(b, [&] {
+                 const auto [k0, v0] = block(0, Sq);
+                 const auto [k1, v1] = block(Sq, 3 * Sq);
+                 b.attention(outs[0], lses[0], q, k0, v0, scale);
+                 b.attention(outs[1], lses[1], q, k1, v1, scale);
+                 b.lse_merge(o, Tensor(), {outs[0], outs[1]}, {lses[0], lses[1]});
+               }),
+               flop);
+  report_flops("2048^2 / 4, one call: Sq4224 Skv16896", time_us(b, [&] { b.attention(o, Tensor(), q, k, v, scale); }),
+               flop);
 }
 
 void bench_memory_bound(Backend& b) {
@@ -260,6 +309,7 @@ int run() {
     std::printf("%s, %d iterations per figure\n", b->name().c_str(), g_iters);
     bench_gemms(*b, "");
     bench_attention(*b);
+    bench_split_attention(*b);
     bench_memory_bound(*b);
     bench_blocks(*b);
     bench_host_overhead(*b);

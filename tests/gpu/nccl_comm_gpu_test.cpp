@@ -2,12 +2,15 @@
 // and stream-ordered alike — stream-ordered with the backend computing on each result right behind the call,
 // many calls deep, so the device must keep the order the host no longer waits for — and a rank that never
 // joins a stream-ordered call fails every rank with a timeout that names it, instead of hanging; fresh
-// communicators then work. And USP attention over NCCL — Ulysses alone and with Ring, its head chunks pipelined
-// or not, in both modes — against attention on one GPU.
+// communicators then work. And USP attention over NCCL — Ulysses alone, Ring alone (K/V passed or gathered) and
+// both, its head chunks pipelined or not, in both modes — against attention on one GPU. Send/recv batches run
+// both ways: on the copy engines (peer access) and through NCCL.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,10 +57,28 @@ struct Received {
   Tensor sum;          // all-reduce of (rank + 1)(k + 1), then + 1 on the device
   Tensor gathered;     // uneven all-gather
   Tensor from_prev;    // ring send/recv: the predecessor's piece
+  // Per peer: its piece, sent and received through views of different layouts.
+  std::vector<Tensor> laid_out;
   Tensor bcast;        // broadcast from rank k % P
 };
 
 Tensor device_poisoned(Backend& be, const Shape& shape) { return be.upload(poisoned_host(shape), DType::kF32); }
+
+// A [3, 2, 4] view, poisoned, in one of five layouts: contiguous; rows of 4 floats at two pitches; rows of 8
+// floats; every other float (no 2-D form). Peer-copy transfers move each pair of layouts in place, through a
+// contiguous stand-in where the rows differ, or packed.
+constexpr int kLayouts = 5;
+Tensor laid_out(Backend& be, int kind) {
+  switch (kind) {
+    case 0: return device_poisoned(be, {3, 2, 4});
+    case 1: return device_poisoned(be, {3, 2, 8}).slice(2, 2, 4);
+    case 2: return device_poisoned(be, {3, 2, 6}).slice(2, 1, 4);
+    case 3: return device_poisoned(be, {3, 4, 4}).slice(1, 1, 2);
+    default: return device_poisoned(be, {3, 2, 4, 2}).select(3, 1);
+  }
+}
+int send_layout(int from, int to, int k) { return (from + 2 * to + k) % kLayouts; }
+int recv_layout(int from, int to, int k) { return (from + to + k + 1) % kLayouts; }
 
 Received iteration(int k, int r, Backend& be, Communicator& c) {
   const int P = c.size();
@@ -108,6 +129,24 @@ Received iteration(int k, int r, Backend& be, Communicator& c) {
   out.from_prev = be.empty({6, 2}, DType::kF32);
   be.copy(out.from_prev, theirs);
 
+  // A piece to every rank (this one included) from a view of one layout into a view of another; one piece empty.
+  std::vector<P2POp> ops;
+  std::vector<Tensor> views(static_cast<size_t>(P));
+  for (int p = 0; p < P; ++p) {
+    const Tensor mine = laid_out(be, send_layout(r, p, k));
+    be.copy(mine, be.upload(filled({3, 2, 4}, k, r, p), DType::kF32));
+    ops.push_back(P2POp::send(mine, p));
+    views[size_t(p)] = laid_out(be, recv_layout(p, r, k));
+    ops.push_back(P2POp::recv(views[size_t(p)], p));
+  }
+  ops.push_back(P2POp::send(be.empty({0, 4}, DType::kF32), next));
+  ops.push_back(P2POp::recv(be.empty({0, 4}, DType::kF32), prev));
+  c.start(std::move(ops))->wait();
+  for (const Tensor& v : views) {
+    out.laid_out.push_back(be.empty({3, 2, 4}, DType::kF32));
+    be.copy(out.laid_out.back(), v);
+  }
+
   // Broadcast from a different root each iteration.
   const int root = k % P;
   out.bcast = r == root ? be.upload(filled({7}, k, root, 0), DType::kF32) : device_poisoned(be, {7});
@@ -130,6 +169,9 @@ void check(const std::vector<Received>& got, int r, int P, Backend& be, const st
       expect_values(gathered.slice(0, row, gather_rows(p, k)), k, p, 0, 1.0f, mode + " all_gather");
     expect_values(be.download_f32(g.from_prev), k, (r + P - 1) % P, r, 1.0f, mode + " send/recv");
     expect_values(be.download_f32(g.bcast), k, k % P, 0, 1.0f, mode + " broadcast");
+    for (int p = 0; p < P; ++p)
+      expect_values(be.download_f32(g.laid_out[size_t(p)]), k, p, r, 1.0f,
+                    detail::concat(mode, " send/recv, layout ", send_layout(p, r, k), " into ", recv_layout(p, r, k)));
   }
 }
 
@@ -138,30 +180,47 @@ int gpus_or_skip(std::string* why) {
   return n >= 2 ? n : 0;
 }
 
+// Send/recv batches run on the copy engines where the GPUs reach each other's memory, else through NCCL
+// (PARADIT_P2P=nccl forces it): fn runs with the world's communicators made each way, named in its traces.
+void for_each_p2p_transport(const std::function<void(const std::string&)>& fn) {
+  for (const std::string transport : {"copy engines", "nccl"}) {
+    if (transport == "nccl") {
+      setenv("PARADIT_P2P", "nccl", 1);
+    } else {
+      unsetenv("PARADIT_P2P");
+    }
+    SCOPED_TRACE("send/recv on " + transport);
+    fn(transport);
+  }
+  unsetenv("PARADIT_P2P");
+}
+
 TEST(NcclCommGpu, EveryCallGivesItsValuesSynchronousAndStreamOrdered) {
   std::string why;
   const int P = gpus_or_skip(&why);
   if (!P) GTEST_SKIP() << "needs two usable GPUs: " << why;
-  GpuRanks g = gpu_ranks(P, &why);
-  if (g.comms.empty()) GTEST_SKIP() << why;
-  for (const bool ordered : {false, true}) {
-    const std::string mode = ordered ? "stream-ordered" : "synchronous";
-    SCOPED_TRACE(mode + " on " + std::to_string(P) + " GPUs");
-    on_gpus(g, [&](int r, Backend& be, Communicator& c) {
-      // A group split from the world shares the rank's stream order: calls alternate between the two.
-      auto half = c.split(r % 2, r, "half");
-      c.set_stream_ordered(ordered);
-      std::vector<Received> got;
-      for (int k = 0; k < kIterations; ++k) {
-        got.push_back(iteration(k, r, be, c));
-        Tensor t = be.upload(filled({3}, k, r, r), DType::kF32);
-        half->all_reduce(t);
-      }
-      c.barrier();
-      c.set_stream_ordered(false);
-      check(got, r, P, be, mode);
-    });
-  }
+  for_each_p2p_transport([&](const std::string& transport) {
+    GpuRanks g = gpu_ranks(P, &why);
+    if (g.comms.empty()) GTEST_SKIP() << why;
+    for (const bool ordered : {false, true}) {
+      const std::string mode = (ordered ? "stream-ordered" : "synchronous") + (", send/recv on " + transport);
+      SCOPED_TRACE(mode + " on " + std::to_string(P) + " GPUs");
+      on_gpus(g, [&](int r, Backend& be, Communicator& c) {
+        // A group split from the world shares the rank's stream order: calls alternate between the two.
+        auto half = c.split(r % 2, r, "half");
+        c.set_stream_ordered(ordered);
+        std::vector<Received> got;
+        for (int k = 0; k < kIterations; ++k) {
+          got.push_back(iteration(k, r, be, c));
+          Tensor t = be.upload(filled({3}, k, r, r), DType::kF32);
+          half->all_reduce(t);
+        }
+        c.barrier();
+        c.set_stream_ordered(false);
+        check(got, r, P, be, mode);
+      });
+    }
+  });
 }
 
 TEST(NcclCommGpu, AMissingPeerFailsEveryRankWithATimeoutInsteadOfHanging) {
@@ -236,34 +295,52 @@ TEST(NcclCommGpu, UspAttentionOverNcclMatchesOneGpu) {
     runs.push_back({{.ulysses = 2, .ring = P / 2}, RingKv::kPass});
     runs.push_back({{.ulysses = 2, .ring = P / 2}, RingKv::kGather});
   }
-  GpuRanks g = gpu_ranks(P, &why);
-  if (g.comms.empty()) GTEST_SKIP() << why;
-  for (const auto& [m, ring_kv] : runs)
+  for_each_p2p_transport([&](const std::string& transport) {
+    GpuRanks g = gpu_ranks(P, &why);
+    if (g.comms.empty()) GTEST_SKIP() << why;
+    struct Variant {
+      int chunks;
+      bool ordered;
+    };
+    std::vector<Variant> variants;
     for (const int chunks : {1, 2, 3})
-      for (const bool ordered : {false, true}) {
-        SCOPED_TRACE(m.flags() + (ring_kv == RingKv::kGather ? " (K/V gathered), " : ", ") + std::to_string(chunks) +
-                     " head chunks, " + (ordered ? "stream-ordered" : "synchronous"));
-        const DeviceMesh mesh = DeviceMesh::create(m, P);
-        const SequenceShard shard(S, P);
-        std::vector<Tensor> parts(static_cast<size_t>(P));
-        on_gpus(g, [&](int, Backend& be, Communicator& world) {
-          const MeshGroups groups = MeshGroups::create(mesh, world);
-          const int s = groups.sp->rank();
-          const Tensor qkv = be.upload(qkv_host.slice(1, shard.start(s), shard.count(s)), DType::kBF16);
+      for (const bool ordered : {false, true}) variants.push_back({chunks, ordered});
+    for (const auto& [m, ring_kv] : runs) {
+      // The mesh's groups once (each is an ncclCommSplit), every variant on them.
+      const DeviceMesh mesh = DeviceMesh::create(m, P);
+      const SequenceShard shard(S, P);
+      std::vector<std::vector<Tensor>> parts(variants.size(), std::vector<Tensor>(size_t(P)));
+      const auto t0 = std::chrono::steady_clock::now();
+      on_gpus(g, [&](int, Backend& be, Communicator& world) {
+        const MeshGroups groups = MeshGroups::create(mesh, world);
+        const int s = groups.sp->rank();
+        const Tensor qkv = be.upload(qkv_host.slice(1, shard.start(s), shard.count(s)), DType::kBF16);
+        for (size_t i = 0; i < variants.size(); ++i) {
           const Tensor out = be.upload(poisoned_host({1, shard.count(s), H, D}), DType::kBF16);
-          world.set_stream_ordered(ordered);
-          for (int i = 0; i < 3; ++i)  // again and again: the transfers of one call behind those of the last
-            usp_attention(be, *groups.ulysses, *groups.ring, shard, out, Tensor(), qkv, scale, chunks, ring_kv);
+          world.set_stream_ordered(variants[i].ordered);
+          for (int k = 0; k < 3; ++k)  // again and again: the transfers of one call behind those of the last
+            usp_attention(be, *groups.ulysses, *groups.ring, shard, out, Tensor(), qkv, scale, variants[i].chunks,
+                          ring_kv);
           world.set_stream_ordered(false);
-          parts[size_t(s)] = be.download_f32(out);
-        });
+          parts[i][size_t(s)] = be.download_f32(out);
+        }
+      });
+      const std::string name = m.flags() + (ring_kv == RingKv::kGather ? " (K/V gathered)" : "") + ", send/recv on " +
+                               transport;
+      std::fprintf(stderr, "  %s: %zu variants in %.1f s\n", name.c_str(), variants.size(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      auto cpu = create_cpu_backend(1);
+      for (size_t i = 0; i < variants.size(); ++i) {
+        const std::string what = name + ", " + std::to_string(variants[i].chunks) + " head chunks, " +
+                                 (variants[i].ordered ? "stream-ordered" : "synchronous");
         const Tensor got = poisoned_host({1, S, H, D});
-        auto cpu = create_cpu_backend(1);
-        for (int s = 0; s < P; ++s) cpu->copy(got.slice(1, shard.start(s), shard.count(s)), parts[size_t(s)]);
+        for (int s = 0; s < P; ++s) cpu->copy(got.slice(1, shard.start(s), shard.count(s)), parts[i][size_t(s)]);
         const double e = rel_l2(got, want);
-        EXPECT_LE(e, 2e-2);
-        if (chunks == 2 && ordered) std::printf("    %s: rel L2 %.1e against one GPU\n", m.flags().c_str(), e);
+        EXPECT_LE(e, 2e-2) << what;
+        std::fprintf(stderr, "    %s: rel L2 %.1e against one GPU\n", what.c_str(), e);
       }
+    }
+  });
 }
 
 }  // namespace

@@ -18,11 +18,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Stream-ordered transfers a rank keeps in flight before it waits for the oldest: enough for the host to stay a
-// few calls ahead of the GPU, few enough that a rank waiting on a dead peer notices within one timeout and never
-// fills CUDA's launch queue (where a launch would block the host).
-constexpr size_t kMaxInFlight = 4;
-
 // A communicator made by ncclCommSplit, aborted unless handed over.
 struct ChildComm {
   ncclComm_t comm = nullptr;
@@ -203,6 +198,11 @@ NcclCommunicator::~NcclCommunicator() {
     cudaStreamDestroy(stream_);
   }
   if (inputs_ready_) cudaEventDestroy(inputs_ready_);
+  for (cudaStream_t s : peer_streams_) {
+    if (!s) continue;
+    cudaStreamSynchronize(s);
+    cudaStreamDestroy(s);
+  }
 }
 
 void NcclCommunicator::abort_nccl() noexcept {
@@ -397,20 +397,23 @@ void NcclCommunicator::wait_queue(cudaStream_t stream, Clock::time_point deadlin
 }
 
 std::unique_ptr<CommRequest> NcclCommunicator::start(std::vector<P2POp> ops) {
-  std::vector<Staged> sends, recvs;
   std::vector<int> peers;
   for (const P2POp& op : ops) {
     PD_REQUIRE(op.peer >= 0 && op.peer < size(), "send/recv: peer ", op.peer, " out of range for group ", describe());
     require_device(op.tensor, "send/recv");
-    const bool send = op.kind == P2POp::Kind::kSend;
-    (send ? sends : recvs).push_back(send ? Staged::for_send(be_, op.tensor) : Staged::for_recv(be_, op.tensor));
     if (std::find(peers.begin(), peers.end(), op.peer) == peers.end()) peers.push_back(op.peer);
   }
   const auto deadline = Clock::now() + timeout();
   const std::string message =
       detail::concat("send/recv with ", ranks_str(members_, peers), " on group ", describe(), " timed out after ",
-                     seconds_str(timeout()), ": a peer did not post its side, or NCCL stalled; ",
+                     seconds_str(timeout()), ": a peer did not post its side, or the transfer stalled; ",
                      ranks_str(members_, {rank_}), " gave up waiting");
+  if (domain_->peer_copy) return start_on_copy_engines(std::move(ops), deadline, message);
+  std::vector<Staged> sends, recvs;
+  for (const P2POp& op : ops) {
+    const bool send = op.kind == P2POp::Kind::kSend;
+    (send ? sends : recvs).push_back(send ? Staged::for_send(be_, op.tensor) : Staged::for_recv(be_, op.tensor));
+  }
   // Posted as one group, in the order given, so that NCCL matches them pairwise without deadlock.
   issue_group(
       deadline,

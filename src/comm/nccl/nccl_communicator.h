@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/nccl/peer_copy.h"
 #include "paradit/backend/backend.h"
 #include "paradit/comm/communicator.h"
 #include "paradit/core/status.h"
@@ -32,6 +33,9 @@ struct NcclDomain {
   std::atomic<bool> failed{false};
   Status failure;
   std::map<std::string, std::vector<uint64_t>> entered;  // group id -> per group rank
+  // Set when every rank is a GPU of this process with peer access to every other: send/recv batches then run on
+  // the copy engines (peer_copy.h).
+  std::shared_ptr<PeerMailbox> peer_copy;
 
   void fail(Status s);
   Status status();
@@ -41,6 +45,11 @@ struct NcclDomain {
 };
 
 class NcclCommunicator;
+
+// Stream-ordered transfers a rank keeps in flight before it waits for the oldest: enough for the host to stay a
+// few calls ahead of the GPU, few enough that a rank waiting on a dead peer notices within one timeout and never
+// fills CUDA's launch queue (where a launch would block the host).
+inline constexpr size_t kMaxInFlight = 4;
 
 // One rank's stream-ordered transfers that the host has not yet seen complete, shared by the rank's world
 // communicator and every group split from it (all of them run behind the one backend stream). Each has an event
@@ -83,6 +92,7 @@ struct FirstError {
 };
 
 class NcclRequest;
+class PeerCopyRequest;
 
 class NcclCommunicator final : public Communicator {
  public:
@@ -112,6 +122,14 @@ class NcclCommunicator final : public Communicator {
 
  private:
   friend class NcclRequest;
+  friend class PeerCopyRequest;
+
+  // start() on the copy engines (domain_->peer_copy set): see peer_copy.h.
+  std::unique_ptr<CommRequest> start_on_copy_engines(std::vector<P2POp> ops,
+                                                     std::chrono::steady_clock::time_point deadline,
+                                                     const std::string& message);
+  // The stream this rank's copies from `peer` run on (made at first use).
+  cudaStream_t peer_stream(int peer);
 
   // Polls until done() holds, watching NCCL's asynchronous errors, the family's failure and the deadline; on
   // any of them records the failure, aborts the NCCL communicator (freeing its spinning kernels) and throws.
@@ -160,6 +178,7 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t stream_ = nullptr;   // where this communicator's NCCL work runs
   cudaStream_t compute_ = nullptr;  // the backend's stream
   cudaEvent_t inputs_ready_ = nullptr;  // recorded on compute_ for stream_ to wait on
+  std::vector<cudaStream_t> peer_streams_;  // per group rank, for copies from it (peer_stream)
   std::shared_ptr<NcclDomain> domain_;
   std::shared_ptr<NcclInFlight> in_flight_;  // this rank's, shared with the groups split from this one
   std::string group_id_, name_;

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "comm/comm_text.h"
+#include "paradit/core/log.h"
 #include "paradit/comm/nccl.h"
 
 namespace paradit {
@@ -89,6 +90,15 @@ std::vector<std::unique_ptr<Communicator>> create_nccl_communicators(const std::
   }
 
   auto domain = std::make_shared<detail::NcclDomain>();
+  std::vector<int> devices;
+  for (Backend* be : backends) devices.push_back(be->device().index);
+  std::string why_not;
+  domain->peer_copy = detail::enable_peer_copies(devices, &why_not);
+  if (domain->peer_copy) {
+    PD_LOG(kInfo, "send/recv between the ", n, " GPUs on copy engines (peer access); PARADIT_P2P=nccl for NCCL");
+  } else if (n > 1) {
+    PD_LOG(kInfo, "send/recv through NCCL: ", why_not);
+  }
   std::vector<int> members(n);
   std::iota(members.begin(), members.end(), 0);
   std::vector<std::unique_ptr<Communicator>> out;
