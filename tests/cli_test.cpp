@@ -263,7 +263,7 @@ TEST_F(CliTest, BadFlagsExitNonZeroWithAClearMessage) {
       {{"-p", "x", "--max-sequence-length", "600"}, 2, {"1..512"}},
       {{"-p", "x", "-b", "0"}, 2, {"--batch-count"}},
       {{"-p", "x", "--ulysses-chunks", "0"}, 2, {"--ulysses-chunks must be >= 1"}},
-      {{"-p", "x", "--ring-kv", "hops"}, 2, {"--ring-kv must be pass or gather", "'hops'"}},
+      {{"-p", "x", "--ring-kv", "hops"}, 2, {"--ring-kv must be pass, gather or auto", "'hops'"}},
       {{"-p", "x", "--device", "tpu"}, 2, {"bad device 'tpu'"}},
       {{"-p", "x", "--dtype", "f8"}, 2, {"--dtype must be"}},
       {{"-p", "x", "--model", "/nonexistent/flux"}, 2, {"/nonexistent/flux is not a folder"}},

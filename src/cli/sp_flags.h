@@ -11,7 +11,7 @@ namespace paradit::cli {
 
 struct SpTuningArgs {
   int ulysses_chunks = 1;
-  std::string ring_kv = "pass";
+  std::string ring_kv = "auto";
 };
 
 void add_sp_tuning_options(ArgParser& p, SpTuningArgs& a);
