@@ -132,7 +132,8 @@ TEST(UspAttention, FewerTokensThanRanks) {
 }
 
 TEST(UspAttention, GatheredRingBlocksMatchSerial) {
-  // RingKv::kGather on every mesh with a ring: uneven blocks, packed and not, a batch, posted, and empty blocks.
+  // RingKv::kGather on every mesh with a ring: uneven blocks, packed and not, a batch, posted (Ring alone: every
+  // block posted before the caller's work, all keys in one call) and not, and empty blocks.
   for (int u = 1; u <= 4; ++u)
     for (int r = 2; u * r <= 8; ++r)
       for (int64_t length : {24, 29}) {
@@ -141,7 +142,8 @@ TEST(UspAttention, GatheredRingBlocksMatchSerial) {
         check_case(c);
       }
   for (Case c : {Case{2, 3, 2, 37, 4, 16, true}, Case{1, 8, 1, 6, 2, 16, false}, Case{2, 4, 1, 5, 3, 16, true},
-                 Case{3, 2, 2, 29, 5, 16, true, 2, true}, Case{1, 3, 2, 29, 5, 16, true, 1, true}}) {
+                 Case{3, 2, 2, 29, 5, 16, true, 2, true}, Case{1, 3, 2, 29, 5, 16, true, 1, true},
+                 Case{1, 8, 1, 5, 3, 16, true, 1, true}, Case{1, 4, 1, 29, 3, 16, true}}) {
     c.ring_kv = RingKv::kGather;
     check_case(c);
   }

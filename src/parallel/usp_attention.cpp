@@ -83,7 +83,12 @@ PostedUspAttention::PostedUspAttention(Backend& be, Communicator& ulysses, Commu
              qkv.defined() ? qkv.desc() : std::string("an undefined tensor"));
   PD_REQUIRE(head_chunks >= 1, "usp_attention: head_chunks must be at least 1, got ", head_chunks);
   const int U = ulysses.size(), R = ring.size();
-  if (U == 1) return;  // Ring alone moves k and v as they are, in finish()
+  if (U == 1) {
+    // Ring alone with its blocks gathered: every block to every rank now, beside the caller's work, and all keys
+    // attended in one call by attend(). Passed blocks move in attend(), each beside a block's attention.
+    if (ring_kv == RingKv::kGather && R > 1) post_ring_gather();
+    return;
+  }
   // The checks of the general form, then q, k and v together: each rank's heads of every token, packed
   // [B, S, 3, heads, d] per peer, landing in rows of one [B, block, 3, my heads, d] buffer per chunk.
   PD_REQUIRE(shard.parts() == U * R, "usp_attention: the sequence is cut in ", shard.parts(),
@@ -112,6 +117,33 @@ PostedUspAttention::PostedUspAttention(Backend& be, Communicator& ulysses, Commu
 
 PostedUspAttention::~PostedUspAttention() = default;
 
+void PostedUspAttention::post_ring_gather() {
+  const int R = ring_.size(), r = ring_.rank();
+  PD_REQUIRE(shard_.parts() == R, "usp_attention: the sequence is cut in ", shard_.parts(), " parts but the ring has ",
+             R, " ranks");
+  const Tensor k = qkv_.select(2, 1), v = qkv_.select(2, 2);
+  const int64_t B = qkv_.size(0), H = qkv_.size(3), D = qkv_.size(4);
+  PD_REQUIRE(qkv_.size(1) == shard_.count(r), "usp_attention: ring rank ", r, " holds ", shard_.count(r),
+             " tokens, so qkv must be [B, ", shard_.count(r), ", 3, H, d], got ", qkv_.desc());
+  all_k_ = be_.empty({B, shard_.length(), H, D}, k.dtype());
+  all_v_ = be_.empty({B, shard_.length(), H, D}, v.dtype());
+  std::vector<P2POp> ops;
+  for (int j = 0; j < R; ++j) {
+    if (j == r) continue;
+    if (shard_.count(r) > 0) {
+      ops.push_back(P2POp::send(k, j));
+      ops.push_back(P2POp::send(v, j));
+    }
+    if (shard_.count(j) > 0) {
+      ops.push_back(P2POp::recv(all_k_.slice(1, shard_.start(j), shard_.count(j)), j));
+      ops.push_back(P2POp::recv(all_v_.slice(1, shard_.start(j), shard_.count(j)), j));
+    }
+  }
+  gathered_kv_ = ring_.start(std::move(ops));
+  be_.copy(all_k_.slice(1, shard_.start(r), shard_.count(r)), k);
+  be_.copy(all_v_.slice(1, shard_.start(r), shard_.count(r)), v);
+}
+
 int64_t PostedUspAttention::chunk_start(int p, int c) const {
   const SequenceShard heads(qkv_.size(3), ulysses_.size());
   return heads.start(p) + SequenceShard(heads.count(p), chunks_).start(c);
@@ -126,6 +158,11 @@ void PostedUspAttention::attend() {
   attended_ = true;
   const int U = ulysses_.size(), u = ulysses_.rank(), R = ring_.size();
   if (U == 1) {
+    if (gathered_kv_) {
+      gathered_kv_->wait();
+      if (out_.numel() > 0) be_.attention(out_, lse_, qkv_.select(2, 0), all_k_, all_v_, scale_);
+      return;
+    }
     usp_attention(be_, ulysses_, ring_, shard_, out_, lse_, qkv_.select(2, 0), qkv_.select(2, 1), qkv_.select(2, 2),
                   scale_, ring_kv_);
     return;
@@ -164,6 +201,15 @@ void PostedUspAttention::finish() {
 void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
                    const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int head_chunks,
                    RingKv ring_kv) {
+  // Nothing to overlap a posted exchange with here: Ring alone attends its own block beside the exchange instead.
+  if (ulysses.size() == 1) {
+    PD_REQUIRE(qkv.defined() && qkv.dim() == 5 && qkv.size(2) == 3,
+               "usp_attention: qkv must be [B, S, 3, H, d], got ",
+               qkv.defined() ? qkv.desc() : std::string("an undefined tensor"));
+    usp_attention(be, ulysses, ring, shard, out, lse, qkv.select(2, 0), qkv.select(2, 1), qkv.select(2, 2), scale,
+                  ring_kv);
+    return;
+  }
   PostedUspAttention(be, ulysses, ring, shard, out, lse, qkv, scale, head_chunks, ring_kv).finish();
 }
 

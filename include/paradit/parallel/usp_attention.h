@@ -35,8 +35,9 @@ void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const
                    RingKv ring_kv = RingKv::kPass);
 
 // The packed form in steps, so that the caller's own GPU work runs beside the transfers: the constructor posts
-// q, k and v on their way; attend() attends as they arrive and posts each rank's rows on their way back; finish()
-// waits until they are in out and lse (calling attend() first if the caller did not). Work queued between attend()
+// q, k and v on their way (Ring alone with RingKv::kGather: k and v to every ring rank, all keys then attended in
+// one call); attend() attends as they arrive and posts each rank's rows on their way back; finish() waits until
+// they are in out and lse (calling attend() first if the caller did not). Work queued between attend()
 // and finish() that does not read out runs beside the return transfer. qkv, out and lse must live until finish();
 // every rank of the group makes the calls at the same point of its sequence of collectives.
 class PostedUspAttention {
@@ -52,6 +53,8 @@ class PostedUspAttention {
   void finish();
 
  private:
+  // Ring alone, gathered: this rank's k and v to every other ring rank, theirs into all_k_ / all_v_.
+  void post_ring_gather();
   // Chunk c of Ulysses rank p's heads: where it starts among all heads, and how many it has.
   int64_t chunk_start(int p, int c) const;
   int64_t chunk_count(int p, int c) const;
@@ -65,6 +68,8 @@ class PostedUspAttention {
   RingKv ring_kv_;
   std::vector<Tensor> arrived_;  // per chunk: [B, ring block, 3, the chunk's heads of this rank, d]
   std::vector<std::unique_ptr<CommRequest>> scatter_, gather_;
+  Tensor all_k_, all_v_;  // Ring alone, gathered: every rank's keys and values, [B, whole sequence, H, d]
+  std::unique_ptr<CommRequest> gathered_kv_;
   bool attended_ = false, finished_ = false;
 };
 

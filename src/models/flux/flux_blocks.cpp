@@ -194,15 +194,16 @@ void qk_norm_rope(Backend& backend, const Workspace& ws, int64_t start, int64_t 
 // coordinate, so they all hold the same heads (none, and all skip, or the same ones). In steps: under sequence
 // parallelism the constructor posts q, k and v on their way (PostedUspAttention), the caller's GPU work before
 // attend() runs beside those transfers, and its work between attend() and finish() beside the output's way back;
-// otherwise finish() does it all.
+// otherwise finish() does it all. `posted`: whether the caller has work to run between the constructor and
+// attend() (a single block's MLP GEMM); without any, finish() makes the whole exchange, which lets Ring alone
+// attend its own block beside it.
 class JointAttention {
  public:
-  JointAttention(Backend& backend, const Workspace& ws) : be_(backend), ws_(ws) {
-    if (ws.H == 0 || ws.kv != nullptr || ws.parallel == nullptr) return;
+  JointAttention(Backend& backend, const Workspace& ws, bool posted) : be_(backend), ws_(ws) {
+    if (ws.H == 0 || ws.kv != nullptr || ws.parallel == nullptr || !posted) return;
     // q, k and v side by side ([B, rows, 3, H, d]): Ulysses moves them in one all-to-all.
-    usp_.emplace(backend, *ws.parallel->ulysses, *ws.parallel->ring, SequenceShard(ws.sequence, ws.parallel->parts()),
-                 out(), Tensor(), ws.qkv.unflatten(2, 3, ws.A).unflatten(3, ws.H, ws.d), scale(),
-                 ws.parallel->head_chunks, ws.parallel->ring_kv);
+    usp_.emplace(backend, *ws.parallel->ulysses, *ws.parallel->ring, shard(), out(), Tensor(), packed_qkv(),
+                 scale(), ws.parallel->head_chunks, ws.parallel->ring_kv);
   }
 
   // Whether the output travels back from other ranks (so that work between attend() and finish() can hide it).
@@ -215,6 +216,9 @@ class JointAttention {
   void finish() {
     if (usp_) {
       usp_->finish();
+    } else if (ws_.H > 0 && ws_.kv == nullptr && ws_.parallel != nullptr) {
+      usp_attention(be_, *ws_.parallel->ulysses, *ws_.parallel->ring, shard(), out(), Tensor(), packed_qkv(), scale(),
+                    ws_.parallel->head_chunks, ws_.parallel->ring_kv);
     } else if (ws_.H > 0) {
       const Tensor q = ws_.head_chunk(ws_.qkv, 0), k = ws_.head_chunk(ws_.qkv, 1), v = ws_.head_chunk(ws_.qkv, 2);
       if (ws_.kv != nullptr) ws_.kv->attend(be_, ws_.layer, out(), q, k, v, scale());
@@ -224,6 +228,8 @@ class JointAttention {
 
  private:
   Tensor out() const { return ws_.attention_out().unflatten(2, ws_.H, ws_.d); }
+  Tensor packed_qkv() const { return ws_.qkv.unflatten(2, 3, ws_.A).unflatten(3, ws_.H, ws_.d); }
+  SequenceShard shard() const { return SequenceShard(ws_.sequence, ws_.parallel->parts()); }
   float scale() const { return float(1.0 / std::sqrt(double(ws_.d))); }
 
   Backend& be_;
@@ -292,7 +298,7 @@ void double_block(Backend& backend, const DoubleBlockWeights& w, Workspace& ws) 
     qk_norm_rope(backend, ws, s.start, s.length, s.w.q_norm, s.w.k_norm);
   }
   backend.mark_region(kAttentionRegion);
-  JointAttention(backend, ws).finish();
+  JointAttention(backend, ws, /*posted=*/false).finish();
   const Tensor attn = ws.attention_out(), hidden = ws.mlp_hidden();
   backend.mark_region(kOutRegion);
   gated_residuals(backend, ws, {{txt.start, txt.length, rows(attn, txt), txt.w.proj, ws.chunk(txt.mod, 2)},
@@ -329,7 +335,7 @@ void single_block(Backend& backend, const SingleBlockWeights& w, Workspace& ws) 
     backend.mark_region(kQkNormRegion);
     qk_norm_rope(backend, ws, 0, ws.T + ws.N, w.q_norm, w.k_norm);
   }
-  JointAttention attention(backend, ws);
+  JointAttention attention(backend, ws, /*posted=*/true);
   backend.mark_region(kMlpInRegion);
   backend.linear(ws.mlp_hidden(), ws.zn, w.mlp_in.w, w.mlp_in.b, Epilogue::kGeluTanh);
   backend.mark_region(kAttentionRegion);
