@@ -21,13 +21,15 @@ struct Case {
   int head_chunks = 1;  // packed: Ulysses pipelined over this many chunks of heads
   bool posted = false;  // packed, in steps (PostedUspAttention) with other work between them
   RingKv ring_kv = RingKv::kPass;
+  int row_parts = 1;  // posted: q, k and v posted in this many parts of the rows, with work between
 };
 
 std::string name(const Case& c) {
   return "ulysses " + std::to_string(c.ulysses) + " ring " + std::to_string(c.ring) + " B " + std::to_string(c.batch) +
          " L " + std::to_string(c.length) + " H " + std::to_string(c.heads) + (c.packed_qkv ? " packed" : "") +
          (c.head_chunks > 1 ? " chunks " + std::to_string(c.head_chunks) : "") + (c.posted ? " posted" : "") +
-         (c.ring_kv == RingKv::kGather ? " gather" : "");
+         (c.ring_kv == RingKv::kGather ? " gather" : "") +
+         (c.row_parts > 1 ? " row parts " + std::to_string(c.row_parts) : "");
 }
 
 void check_case(const Case& c) {
@@ -63,11 +65,21 @@ void check_case(const Case& c) {
     be->copy(vl, v.slice(1, start, n));
     const Tensor out = test::poisoned_host(local), lse = test::poisoned_host({c.batch, c.heads, n});
     if (c.posted) {
-      PostedUspAttention attention(*be, *g.ulysses, *g.ring, shard, out, lse, qkv, scale, c.head_chunks, c.ring_kv);
+      // Row parts: each part's rows written only just before it is posted (poisoned until then).
+      const Tensor written = qkv.defined() && c.row_parts > 1 ? be->empty(qkv.shape()) : qkv;
+      if (written.defined() && c.row_parts > 1) be->copy(written, test::poisoned_host(qkv.shape()));
+      PostedUspAttention attention(*be, *g.ulysses, *g.ring, shard, out, lse, written, scale, c.head_chunks,
+                                   c.ring_kv, c.row_parts);
       // The caller's own work while the transfers are under way (a single block's MLP GEMM, then the MLP part of
       // its output projection while the attention output travels back).
       const Tensor x = test::random_host({1, n + 1, 8}, 40 + uint64_t(s)), w = test::random_host({5, 8}, 41);
       const Tensor y = be->empty({1, n + 1, 5});
+      for (int i = 0; i < c.row_parts && c.row_parts > 1; ++i) {
+        const auto [first, count] = attention.part_rows(i);
+        be->copy(written.slice(1, first, count), qkv.slice(1, first, count));
+        attention.post_part(i);
+        be->linear(y, x, w, Tensor(), Epilogue::kNone);
+      }
       be->linear(y, x, w, Tensor(), Epilogue::kNone);
       attention.attend();
       be->linear_accumulate(y, x, w);
@@ -113,6 +125,22 @@ TEST(UspAttention, UlyssesPipelinedOverHeadChunks) {
 TEST(UspAttention, PostedInTwoCallsWithWorkBetween) {
   for (auto [u, r] : {std::pair{1, 3}, {2, 1}, {3, 2}, {4, 2}, {8, 1}})
     for (int chunks : {1, 2}) check_case({u, r, 2, 29, 5, 16, true, chunks, true});
+}
+
+TEST(UspAttention, PostedInRowPartsAsTheRowsAreWritten) {
+  // Parts of uneven size, more parts than a rank has rows (empty parts), with head chunks, Ring and a batch.
+  for (auto [u, r] : {std::pair{2, 1}, {4, 1}, {3, 2}, {2, 3}, {1, 3}, {8, 1}})
+    for (int parts : {2, 3}) {
+      Case c{u, r, 2, 29, 5, 16, true, 1, true};
+      c.row_parts = parts;
+      check_case(c);
+      c.head_chunks = 2;
+      c.ring_kv = RingKv::kGather;
+      check_case(c);
+    }
+  Case few{4, 2, 1, 5, 3, 16, true, 1, true};
+  few.row_parts = 2;
+  check_case(few);
 }
 
 TEST(UspAttention, MoreUlyssesRanksThanHeads) {

@@ -76,17 +76,19 @@ void run_block_attention(Backend& be, Communicator& ulysses, Communicator& ring,
 // of the chunk before.
 PostedUspAttention::PostedUspAttention(Backend& be, Communicator& ulysses, Communicator& ring,
                                        const SequenceShard& shard, const Tensor& out, const Tensor& lse,
-                                       const Tensor& qkv, float scale, int head_chunks, RingKv ring_kv)
+                                       const Tensor& qkv, float scale, int head_chunks, RingKv ring_kv, int row_parts)
     : be_(be), ulysses_(ulysses), ring_(ring), shard_(shard), out_(out), lse_(lse), qkv_(qkv), scale_(scale),
-      chunks_(head_chunks), ring_kv_(ring_kv) {
+      chunks_(head_chunks), row_parts_(row_parts), ring_kv_(ring_kv) {
   PD_REQUIRE(qkv.defined() && qkv.dim() == 5 && qkv.size(2) == 3, "usp_attention: qkv must be [B, S, 3, H, d], got ",
              qkv.defined() ? qkv.desc() : std::string("an undefined tensor"));
   PD_REQUIRE(head_chunks >= 1, "usp_attention: head_chunks must be at least 1, got ", head_chunks);
+  PD_REQUIRE(row_parts >= 1, "usp_attention: row_parts must be at least 1, got ", row_parts);
   const int U = ulysses.size(), R = ring.size();
   if (U == 1) {
-    // Ring alone with its blocks gathered: every block to every rank now, beside the caller's work, and all keys
-    // attended in one call by attend(). Passed blocks move in attend(), each beside a block's attention.
-    if (ring_kv == RingKv::kGather && R > 1) post_ring_gather();
+    // Ring alone with its blocks gathered and every row in hand: every block to every rank now, beside the
+    // caller's work, and all keys attended in one call by attend(). Otherwise the blocks move in attend(), passed
+    // each beside a block's attention or gathered beside the own block's.
+    if (ring_kv == RingKv::kGather && R > 1 && row_parts == 1) post_ring_gather();
     return;
   }
   // The checks of the general form, then q, k and v together: each rank's heads of every token, packed
@@ -103,15 +105,35 @@ PostedUspAttention::PostedUspAttention(Backend& be, Communicator& ulysses, Commu
              "usp_attention: lse must be f32", shape_str({B, H, S}), ", got ", lse.desc());
   const BlockLayout blk{shard_, U, ring.rank()};
   arrived_.resize(size_t(chunks_));
-  scatter_.resize(size_t(chunks_));
-  for (int c = 0; c < chunks_; ++c) {
+  for (int c = 0; c < chunks_; ++c)
     arrived_[size_t(c)] = be.empty({B, blk.length(), 3, chunk_count(u, c), qkv.size(4)}, qkv.dtype());
+  scatter_.resize(size_t(chunks_ * row_parts_));
+  if (row_parts_ == 1) post_part(0);
+}
+
+std::pair<int64_t, int64_t> PostedUspAttention::part_rows(int i) const {
+  const SequenceShard parts(qkv_.size(1), row_parts_);
+  return {parts.start(i), parts.count(i)};
+}
+
+void PostedUspAttention::post_part(int i) {
+  PD_REQUIRE(i == posted_parts_ && i < row_parts_, "usp_attention: row part ", i, " posted out of turn (",
+             posted_parts_, " of ", row_parts_, " posted)");
+  ++posted_parts_;
+  const int U = ulysses_.size();
+  if (U == 1) return;
+  const BlockLayout blk{shard_, U, ring_.rank()};
+  const auto [start, count] = part_rows(i);
+  for (int c = 0; c < chunks_; ++c) {
     std::vector<P2POp> ops;
     for (int p = 0; p < U; ++p) {
-      ops.push_back(P2POp::send(qkv.slice(-2, chunk_start(p, c), chunk_count(p, c)), p));
-      ops.push_back(P2POp::recv(arrived_[size_t(c)].slice(1, blk.offset(p), blk.count(p)), p));
+      // Part i of Ulysses rank p's rows, cut as p cuts them, lands at its place among p's rows of the block.
+      const SequenceShard theirs(blk.count(p), row_parts_);
+      ops.push_back(P2POp::send(qkv_.slice(1, start, count).slice(-2, chunk_start(p, c), chunk_count(p, c)), p));
+      ops.push_back(
+          P2POp::recv(arrived_[size_t(c)].slice(1, blk.offset(p) + theirs.start(i), theirs.count(i)), p));
     }
-    scatter_[size_t(c)] = ulysses.start(std::move(ops));
+    scatter_[size_t(c * row_parts_ + i)] = ulysses_.start(std::move(ops));
   }
 }
 
@@ -171,9 +193,11 @@ void PostedUspAttention::attend() {
   const BlockLayout blk{shard_, U, ring_.rank()};
   std::vector<int64_t> kv_lengths(R);
   for (int j = 0; j < R; ++j) kv_lengths[j] = BlockLayout{shard_, U, j}.length();
+  PD_REQUIRE(posted_parts_ == row_parts_, "usp_attention: attend() with ", posted_parts_, " of ", row_parts_,
+             " row parts posted");
   gather_.resize(static_cast<size_t>(chunks_));
   for (int c = 0; c < chunks_; ++c) {
-    scatter_[size_t(c)]->wait();
+    for (int i = 0; i < row_parts_; ++i) scatter_[size_t(c * row_parts_ + i)]->wait();
     const Tensor& x = arrived_[size_t(c)];
     const Tensor ob = be_.empty({B, blk.length(), chunk_count(u, c), D}, out_.dtype());
     const Tensor lb = lse_.defined() ? be_.empty({B, chunk_count(u, c), blk.length()}, DType::kF32) : Tensor();

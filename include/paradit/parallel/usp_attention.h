@@ -9,6 +9,7 @@
 #pragma once
 
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "paradit/backend/backend.h"
@@ -40,15 +41,22 @@ void usp_attention(Backend& be, Communicator& ulysses, Communicator& ring, const
 // they are in out and lse (calling attend() first if the caller did not). Work queued between attend()
 // and finish() that does not read out runs beside the return transfer. qkv, out and lse must live until finish();
 // every rank of the group makes the calls at the same point of its sequence of collectives.
+//
+// row_parts > 1: the rows of qkv are not all written yet. The constructor posts nothing; the caller writes the
+// rows of part i (part_rows(i): this rank's rows cut in row_parts even parts) and calls post_part(i), for i = 0, 1,
+// … in turn, so that part i travels while part i + 1 is computed. Every rank passes the same row_parts.
 class PostedUspAttention {
  public:
   PostedUspAttention(Backend& be, Communicator& ulysses, Communicator& ring, const SequenceShard& shard,
                      const Tensor& out, const Tensor& lse, const Tensor& qkv, float scale, int head_chunks = 1,
-                     RingKv ring_kv = RingKv::kPass);
+                     RingKv ring_kv = RingKv::kPass, int row_parts = 1);
   ~PostedUspAttention();
   PostedUspAttention(const PostedUspAttention&) = delete;
   PostedUspAttention& operator=(const PostedUspAttention&) = delete;
 
+  // Part i of this rank's rows: {first row, row count}.
+  std::pair<int64_t, int64_t> part_rows(int i) const;
+  void post_part(int i);
   void attend();
   void finish();
 
@@ -64,10 +72,12 @@ class PostedUspAttention {
   SequenceShard shard_;
   Tensor out_, lse_, qkv_;
   float scale_;
-  int chunks_;
+  int chunks_, row_parts_;
   RingKv ring_kv_;
+  int posted_parts_ = 0;
   std::vector<Tensor> arrived_;  // per chunk: [B, ring block, 3, the chunk's heads of this rank, d]
-  std::vector<std::unique_ptr<CommRequest>> scatter_, gather_;
+  std::vector<std::unique_ptr<CommRequest>> scatter_;  // per chunk c and row part i, at c · row_parts + i
+  std::vector<std::unique_ptr<CommRequest>> gather_;   // per chunk
   Tensor all_k_, all_v_;  // Ring alone, gathered: every rank's keys and values, [B, whole sequence, H, d]
   std::unique_ptr<CommRequest> gathered_kv_;
   bool attended_ = false, finished_ = false;

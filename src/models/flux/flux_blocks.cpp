@@ -196,14 +196,27 @@ void qk_norm_rope(Backend& backend, const Workspace& ws, int64_t start, int64_t 
 // attend() runs beside those transfers, and its work between attend() and finish() beside the output's way back;
 // otherwise finish() does it all. `posted`: whether the caller has work to run between the constructor and
 // attend() (a single block's MLP GEMM); without any, finish() makes the whole exchange, which lets Ring alone
-// attend its own block beside it.
+// attend its own block beside it. `row_parts` > 1: under Ulysses the caller writes q, k and v part by part
+// (part_rows) and posts each part as it is done (post_part), so that it travels while the next is computed.
 class JointAttention {
  public:
-  JointAttention(Backend& backend, const Workspace& ws, bool posted) : be_(backend), ws_(ws) {
-    if (ws.H == 0 || ws.kv != nullptr || ws.parallel == nullptr || !posted) return;
+  JointAttention(Backend& backend, const Workspace& ws, bool posted, int row_parts = 1) : be_(backend), ws_(ws) {
+    if (ws.H == 0 || ws.kv != nullptr || ws.parallel == nullptr) return;
+    const bool ulysses = ws.parallel->ulysses->size() > 1;
+    if (!posted && !(ulysses && row_parts > 1)) return;
     // q, k and v side by side ([B, rows, 3, H, d]): Ulysses moves them in one all-to-all.
     usp_.emplace(backend, *ws.parallel->ulysses, *ws.parallel->ring, shard(), out(), Tensor(), packed_qkv(),
-                 scale(), ws.parallel->head_chunks, ws.parallel->ring_kv);
+                 scale(), ws.parallel->head_chunks, ws.parallel->ring_kv, ulysses ? row_parts : 1);
+    parts_ = ulysses ? row_parts : 1;
+  }
+
+  // The parts in which the caller writes this rank's rows of q, k and v: {first row, count} of part i.
+  int row_parts() const { return parts_; }
+  std::pair<int64_t, int64_t> part_rows(int i) const {
+    return usp_ ? usp_->part_rows(i) : std::pair<int64_t, int64_t>{0, ws_.T + ws_.N};
+  }
+  void post_part(int i) {
+    if (usp_ && parts_ > 1) usp_->post_part(i);
   }
 
   // Whether the output travels back from other ranks (so that work between attend() and finish() can hide it).
@@ -235,7 +248,12 @@ class JointAttention {
   Backend& be_;
   const Workspace& ws_;
   std::optional<PostedUspAttention> usp_;
+  int parts_ = 1;
 };
+
+// A double block's rows of q, k and v are computed (and, under Ulysses, sent) in this many parts: the second
+// part's QKV GEMMs run while the first part travels.
+constexpr int kDoubleBlockRowParts = 2;
 
 // z += gate ⊙ (x·wᵀ + b) on rows [start, start + length), left pending.
 struct GatedResidual {
@@ -291,14 +309,24 @@ void double_block(Backend& backend, const DoubleBlockWeights& w, Workspace& ws) 
     }
     backend.mark_region(kNormRegion);
     ws.norm_modulate(backend, s.start, s.length, ws.chunk(s.mod, 0), ws.chunk(s.mod, 1));
-    if (ws.H == 0) continue;
-    backend.mark_region("QKV GEMMs");
-    backend.linear(rows(ws.qkv, s), rows(ws.zn, s), s.w.qkv.w, s.w.qkv.b, Epilogue::kNone);
-    backend.mark_region(kQkNormRegion);
-    qk_norm_rope(backend, ws, s.start, s.length, s.w.q_norm, s.w.k_norm);
+  }
+  // The QKV GEMMs part by part of this rank's rows, each part's rows of each stream with that stream's weights.
+  JointAttention attention(backend, ws, /*posted=*/false, kDoubleBlockRowParts);
+  for (int i = 0; i < attention.row_parts() && ws.H > 0; ++i) {
+    const auto [first, count] = attention.part_rows(i);
+    for (const Stream& s : {txt, img}) {
+      const int64_t begin = std::max(first, s.start), end = std::min(first + count, s.start + s.length);
+      if (end <= begin) continue;
+      const Stream part{s.w, s.mod, begin, end - begin};
+      backend.mark_region("QKV GEMMs");
+      backend.linear(rows(ws.qkv, part), rows(ws.zn, part), s.w.qkv.w, s.w.qkv.b, Epilogue::kNone);
+      backend.mark_region(kQkNormRegion);
+      qk_norm_rope(backend, ws, part.start, part.length, s.w.q_norm, s.w.k_norm);
+    }
+    attention.post_part(i);
   }
   backend.mark_region(kAttentionRegion);
-  JointAttention(backend, ws, /*posted=*/false).finish();
+  attention.finish();
   const Tensor attn = ws.attention_out(), hidden = ws.mlp_hidden();
   backend.mark_region(kOutRegion);
   gated_residuals(backend, ws, {{txt.start, txt.length, rows(attn, txt), txt.w.proj, ws.chunk(txt.mod, 2)},
