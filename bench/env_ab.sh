@@ -2,7 +2,8 @@
 # On the GPU machine: A/B of environment settings and mesh flags on one pipeline size, every variant in one call
 # (same machine, same warm state), then one table of step time and total per variant.
 #   Usage: bench/env_ab.sh BUILD_DIR [SIZE=2048] [STEPS=8] [ITERS=3]
-# VARIANTS: newline-separated "name|ENV=value ...|paradit flags" (env part may be empty); BUDGET_S (default 540).
+# VARIANTS: newline-separated "name|ENV=value ...|paradit flags|binary" (env part may be empty; binary: a file in
+# BUILD_DIR, default paradit, e.g. an earlier build carried beside it); BUDGET_S (default 540).
 # JSON rows go to $OUT/env_ab.jsonl (or /tmp).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -10,11 +11,11 @@ source "$HERE/device_env.sh"
 source "$HERE/budgeted_run.sh"
 start_size_bench env_ab "$@"
 : "${VARIANTS:?VARIANTS: newline-separated name|env|flags}"
-while IFS='|' read -r name envs flags; do
+while IFS='|' read -r name envs flags binary; do
   [ -z "$name" ] && continue
   read -r -a env_args <<<"$envs"
   read -r -a flag_args <<<"$flags"
-  run "$name" env "${env_args[@]}" "$BUILD/paradit" bench pipeline --device cuda --size "$SIZE" --steps "$STEPS" \
+  run "$name" env "${env_args[@]}" "$BUILD/${binary:-paradit}" bench pipeline --device cuda --size "$SIZE" --steps "$STEPS" \
     --iters "$ITERS" --warmup 1 --json "${flag_args[@]}"
 done <<<"$VARIANTS"
 python3 - "$RES" "${OUT:-/tmp}/env_ab.jsonl" <<'PY'
