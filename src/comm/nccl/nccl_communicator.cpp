@@ -96,6 +96,11 @@ void Staged::unpack(Backend& be) const {
 
 // ---- Requests ----
 
+void wait_dropped(CommRequest& request) noexcept {
+  const Status s = capture([&] { request.wait(); });
+  if (!s.ok()) PD_LOG(kWarn, "a send/recv batch dropped without wait() ended with ", s.to_string());
+}
+
 // The batch's transfers run on the communicator's stream; `done` is recorded right after them. Synchronous,
 // wait() polls it. Stream-ordered (as the communicator was when the batch started; the rank's in-flight list
 // then also times the batch from the start), wait() puts the backend's stream behind it — the buffers may then
@@ -114,11 +119,7 @@ class NcclRequest final : public CommRequest {
         timeout_message_(std::move(timeout_message)) {}
 
   ~NcclRequest() override {
-    // The transfers may still be writing into buffers this request keeps alive: finish (or fail) first.
-    if (!complete_) {
-      const Status s = capture([&] { wait(); });
-      if (!s.ok()) PD_LOG(kWarn, "a send/recv batch dropped without wait() ended with ", s.to_string());
-    }
+    if (!complete_) wait_dropped(*this);
   }
 
   void wait() override {

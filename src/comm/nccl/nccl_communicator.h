@@ -188,6 +188,10 @@ class NcclCommunicator final : public Communicator {
   Tensor scratch_;    // one float for barrier()
 };
 
+// A send/recv batch dropped without wait(): its transfers may still use the buffers it keeps alive, so it is waited
+// for first; a failure is logged, since a destructor cannot throw.
+void wait_dropped(CommRequest& request) noexcept;
+
 // ncclConfig_t for nonblocking communicators: no NCCL call may block the host, so the watchdog keeps control.
 ncclConfig_t nonblocking_config();
 

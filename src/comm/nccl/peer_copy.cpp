@@ -7,7 +7,6 @@
 
 #include "comm/comm_text.h"
 #include "comm/nccl/nccl_communicator.h"
-#include "paradit/core/log.h"
 
 namespace paradit::detail {
 
@@ -108,28 +107,25 @@ class PeerCopyRequest final : public CommRequest {
       : comm_(comm), deadline_(deadline), stream_ordered_(stream_ordered), message_(std::move(message)) {}
 
   ~PeerCopyRequest() override {
-    if (!complete_) {
-      const Status s = capture([&] { wait(); });
-      if (!s.ok()) PD_LOG(kWarn, "a send/recv batch dropped without wait() ended with ", s.to_string());
-    }
+    if (!complete_) wait_dropped(*this);
   }
 
   void wait() override {
     if (complete_) return;
     complete_ = true;
     const auto timeout_message = [this] { return message_; };
-    for (const auto& s : sends_) {
+    for (const auto& s : sends) {
       comm_.watch(
           deadline_, [&] { return s->copied.load() != nullptr; }, timeout_message);
       finish(s->copied.load());
     }
-    for (const auto& r : recvs_) finish(r->copied.load());
-    for (const Staged& st : staged_) st.unpack(comm_.be_);
+    for (const auto& r : recvs) finish(r->copied.load());
+    for (const Staged& st : staged) st.unpack(comm_.be_);
   }
 
   std::vector<Tensor> keep;  // the tensors whose memory the copies read or write
-  std::vector<std::shared_ptr<PeerSend>> sends_, recvs_;
-  std::vector<Staged> staged_;  // receives landing in a contiguous stand-in first
+  std::vector<std::shared_ptr<PeerSend>> sends, recvs;
+  std::vector<Staged> staged;  // receives landing in a contiguous stand-in first
 
  private:
   void finish(cudaEvent_t copied) {
@@ -186,7 +182,7 @@ std::unique_ptr<CommRequest> NcclCommunicator::start_on_copy_engines(std::vector
     send->ready = event();
     check_cuda(cudaEventRecord(send->ready, compute_), "cudaEventRecord");
     req->keep.push_back(t);
-    req->sends_.push_back(send);
+    req->sends.push_back(send);
     domain_->peer_copy->post(group_id_, rank_, op.peer, std::move(send));
   }
   // Receives: behind this rank's queued work (which may still read the buffers) and the sender's.
@@ -209,8 +205,8 @@ std::unique_ptr<CommRequest> NcclCommunicator::start_on_copy_engines(std::vector
     if (dst && !dst->contiguous() && !src.contiguous() && (dst->rows != src.rows || dst->width != src.width))
       dst.reset();
     if (!dst) {
-      req->staged_.push_back(Staged::for_recv(be_, op.tensor));
-      dst = as_rows(req->staged_.back().buffer);
+      req->staged.push_back(Staged::for_recv(be_, op.tensor));
+      dst = as_rows(req->staged.back().buffer);
       check_cuda(cudaEventRecord(inputs_ready_, compute_), "cudaEventRecord");
     }
     if (src.contiguous() && !dst->contiguous()) {
@@ -236,7 +232,7 @@ std::unique_ptr<CommRequest> NcclCommunicator::start_on_copy_engines(std::vector
     send->copied.store(copied);
     // The rank's in-flight list times this batch through its own stream.
     check_cuda(cudaStreamWaitEvent(stream_, copied, 0), "cudaStreamWaitEvent");
-    req->recvs_.push_back(std::move(send));
+    req->recvs.push_back(std::move(send));
   }
   if (ordered) track(deadline, [message] { return message; });
   return req;
