@@ -13,6 +13,12 @@ Tensor Backend::upload(const Tensor& host, DType dtype) {
   return t;
 }
 
+void Backend::qk_norm_rope(const Tensor& q, const Tensor& k, const Tensor& q_weight, const Tensor& k_weight,
+                           const Tensor& cos, const Tensor& sin, float eps) {
+  rms_norm_rope(q, q, q_weight, cos, sin, eps);
+  rms_norm_rope(k, k, k_weight, cos, sin, eps);
+}
+
 Tensor Backend::download_f32(const Tensor& t) {
   Tensor host = Tensor::empty(t.shape(), DType::kF32, cpu_allocator());
   copy(host, t);

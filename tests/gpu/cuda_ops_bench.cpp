@@ -91,17 +91,21 @@ void bench_gemms(Backend& b, const char* label) {
 }
 
 void bench_attention(Backend& b) {
-  const int64_t S = 4608, H = 24, d = 128, D = H * d;
-  const Tensor qkv = random(b, {1, S, 3 * D}, 20);
-  const Tensor cat = b.empty({1, S, 5 * D});
-  const auto heads = [&](const Tensor& t, int64_t i) { return t.slice(2, i * D, D).unflatten(2, H, d); };
-  const Tensor lse = b.empty({1, H, S}, DType::kF32);
-  const float scale = float(1.0 / std::sqrt(double(d)));
-  const double flop = 4.0 * double(S) * S * d * H;
-  double us = time_us(b, [&] { b.attention(heads(cat, 0), Tensor(), heads(qkv, 0), heads(qkv, 1), heads(qkv, 2), scale); });
-  report_flops("attention B1 H24 S4608 d128 (packed qkv views)", us, flop);
-  us = time_us(b, [&] { b.attention(heads(cat, 0), lse, heads(qkv, 0), heads(qkv, 1), heads(qkv, 2), scale); });
-  report_flops("attention B1 H24 S4608 d128 + lse", us, flop);
+  for (const int64_t S : {int64_t(4608), int64_t(16896)}) {  // 1024² and 2048²
+    const int64_t H = 24, d = 128, D = H * d;
+    const Tensor qkv = random(b, {1, S, 3 * D}, 20);
+    const Tensor cat = b.empty({1, S, 5 * D});
+    const auto heads = [&](const Tensor& t, int64_t i) { return t.slice(2, i * D, D).unflatten(2, H, d); };
+    const Tensor lse = b.empty({1, H, S}, DType::kF32);
+    const float scale = float(1.0 / std::sqrt(double(d)));
+    const double flop = 4.0 * double(S) * S * d * H;
+    const std::string what = "attention B1 H24 S" + std::to_string(S) + " d128 (packed qkv views)";
+    double us =
+        time_us(b, [&] { b.attention(heads(cat, 0), Tensor(), heads(qkv, 0), heads(qkv, 1), heads(qkv, 2), scale); });
+    report_flops(what.c_str(), us, flop);
+    us = time_us(b, [&] { b.attention(heads(cat, 0), lse, heads(qkv, 0), heads(qkv, 1), heads(qkv, 2), scale); });
+    report_flops("  + lse", us, flop);
+  }
 }
 
 // The attention calls of a 2048² forward (512 + 16384 tokens) split over 4 GPUs: Ulysses' (all tokens, a quarter
@@ -168,6 +172,14 @@ void bench_memory_bound(Backend& b) {
   const Tensor q = qkv.slice(2, 0, D).unflatten(2, H, d);
   us = time_us(b, [&] { b.rms_norm_rope(q, q, w, cos, sin, 1e-6f); });
   report_bytes("rms_norm_rope in place, q of packed qkv [4608, 24, 128]", us, 2 * act);
+  const Tensor k = qkv.slice(2, D, D).unflatten(2, H, d), wk = random(b, {d}, 37);
+  us = time_us(b, [&] {
+    b.rms_norm_rope(q, q, w, cos, sin, 1e-6f);
+    b.rms_norm_rope(k, k, wk, cos, sin, 1e-6f);
+  });
+  report_bytes("rms_norm_rope on q, then on k", us, 4 * act);
+  us = time_us(b, [&] { b.qk_norm_rope(q, k, w, wk, cos, sin, 1e-6f); });
+  report_bytes("qk_norm_rope, q and k in one pass", us, 4 * act);
 
   const Tensor h = random(b, {1, M, 4 * D}, 36);
   us = time_us(b, [&] { b.gelu_tanh(h, h); });
@@ -218,8 +230,7 @@ void bench_blocks(Backend& b) {
   const auto qk_norm_rope = [&](int64_t start, int64_t len, const Tensor& qn, const Tensor& kn) {
     const Tensor r = rows(qkv, start, len);
     const Tensor q = heads(chunk(r, 0, D)), k = heads(chunk(r, 1, D));
-    b.rms_norm_rope(q, q, qn, cos.slice(0, start, len), sin.slice(0, start, len), 1e-6f);
-    b.rms_norm_rope(k, k, kn, cos.slice(0, start, len), sin.slice(0, start, len), 1e-6f);
+    b.qk_norm_rope(q, k, qn, kn, cos.slice(0, start, len), sin.slice(0, start, len), 1e-6f);
   };
   const auto attention = [&] {
     b.attention(heads(chunk(cat, 0, D)), Tensor(), heads(chunk(qkv, 0, D)), heads(chunk(qkv, 1, D)),

@@ -349,6 +349,50 @@ TEST(CudaOps, RmsNormRopeMatchesCpu) {
   EXPECT_LE(env.rel(y), kTol) << "out of place";
 }
 
+// q and k in one pass (a block per token), and every layout it hands back to two rms_norm_rope passes: more
+// rows than a block has groups, head dims of 64/128/256 and another, rows of the joint sequence (tables offset),
+// no RoPE, q and k with different strides. Compared with the CPU's two passes; v must stay untouched.
+TEST(CudaOps, QkNormRopeMatchesCpu) {
+  PD_GPU_ENV(env);
+  struct Case {
+    int64_t B, S, H, d;
+    bool rope;
+    int64_t first = 0;  // first row of the tables (a part of the joint sequence)
+  };
+  uint64_t seed = 340;
+  for (const Case c : {Case{2, 15, 3, 128, true}, Case{1, 4608, 24, 128, true}, Case{2, 9, 80, 128, true},
+                       Case{2, 7, 5, 64, true}, Case{1, 6, 7, 256, true}, Case{1, 5, 2, 38, true},
+                       Case{2, 7, 3, 128, false}, Case{1, 11, 6, 128, true, 5}}) {
+    const int64_t D = c.H * c.d, T = c.first + c.S;
+    const Pair qkv = env.input({c.B, c.S, 3 * D}, seed++, 3.0f);
+    const Tensor v_before = env.gpu->download_f32(chunk(2, D)(qkv.gpu));
+    const Pair wq = env.input({c.d}, seed++), wk = env.input({c.d}, seed++);
+    const Pair cos = c.rope ? env.input({T, c.d}, seed++, 1.0f, DType::kF32) : Pair{};
+    const Pair sin = c.rope ? env.input({T, c.d}, seed++, 1.0f, DType::kF32) : Pair{};
+    const auto rows = [&](const Tensor& t) { return t.defined() ? t.slice(0, c.first, c.S) : t; };
+    const auto heads = [&](int i) {
+      return view(qkv, [&](const Tensor& t) { return chunk(i, D)(t).unflatten(2, c.H, c.d); });
+    };
+    const Pair q = heads(0), k = heads(1);
+    env.cpu->rms_norm_rope(q.cpu, q.cpu, wq.cpu, rows(cos.cpu), rows(sin.cpu), kEps);
+    env.cpu->rms_norm_rope(k.cpu, k.cpu, wk.cpu, rows(cos.cpu), rows(sin.cpu), kEps);
+    env.gpu->qk_norm_rope(q.gpu, k.gpu, wq.gpu, wk.gpu, rows(cos.gpu), rows(sin.gpu), kEps);
+    const std::string what = detail::concat("B ", c.B, " S ", c.S, " H ", c.H, " d ", c.d, c.rope ? " rope" : "",
+                                            " from row ", c.first);
+    EXPECT_LE(env.rel(qkv), kTol) << what;
+    EXPECT_EQ(test::max_abs_diff(env.gpu->download_f32(chunk(2, D)(qkv.gpu)), v_before), 0.0) << what;
+  }
+  // q packed, k contiguous on its own: different strides.
+  const Pair qkv = env.input({2, 13, 3 * 4 * 128}, 360, 3.0f), k = env.input({2, 13, 4, 128}, 361, 3.0f);
+  const Pair q = view(qkv, [](const Tensor& t) { return chunk(0, 4 * 128)(t).unflatten(2, 4, 128); });
+  const Pair wq = env.input({128}, 362), wk = env.input({128}, 363);
+  const Pair cos = env.input({13, 128}, 364, 1.0f, DType::kF32), sin = env.input({13, 128}, 365, 1.0f, DType::kF32);
+  env.cpu->qk_norm_rope(q.cpu, k.cpu, wq.cpu, wk.cpu, cos.cpu, sin.cpu, kEps);
+  env.gpu->qk_norm_rope(q.gpu, k.gpu, wq.gpu, wk.gpu, cos.gpu, sin.gpu, kEps);
+  EXPECT_LE(env.rel(qkv), kTol) << "q of packed qkv";
+  EXPECT_LE(env.rel(k), kTol) << "k on its own";
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Attention
 

@@ -96,6 +96,11 @@ class Backend {
   // x, y [B, S, H, d] (y may alias x); weight [d]; cos, sin f32 [S, d].
   virtual void rms_norm_rope(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& cos,
                              const Tensor& sin, float eps) = 0;
+  // In place on attention's q and k, each as rms_norm_rope with its own weight and the same cos/sin (both may be
+  // undefined). The CUDA backend makes it one pass that loads a token's cos/sin once for both; this default
+  // makes the two calls.
+  virtual void qk_norm_rope(const Tensor& q, const Tensor& k, const Tensor& q_weight, const Tensor& k_weight,
+                            const Tensor& cos, const Tensor& sin, float eps);
 
   // out = softmax(scale·q·kᵀ)·v, no mask.  q [B, Sq, H, d]; k, v [B, Skv, H, d]; out [B, Sq, H, d].
   // lse, if defined: f32 [B, H, Sq], lse = log Σ_j exp(scale·q·k_j) — what Ring attention merges with.

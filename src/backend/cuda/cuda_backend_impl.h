@@ -52,6 +52,8 @@ class CudaBackendImpl final : public CudaBackend {
                                      const Tensor& shift, const Tensor& scale, float eps) override;
   void rms_norm_rope(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& cos, const Tensor& sin,
                      float eps) override;
+  void qk_norm_rope(const Tensor& q, const Tensor& k, const Tensor& q_weight, const Tensor& k_weight,
+                    const Tensor& cos, const Tensor& sin, float eps) override;
   void attention(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                  float scale) override;
   void lse_merge(const Tensor& out, const Tensor& lse, const std::vector<Tensor>& block_outs,
@@ -92,6 +94,9 @@ class CudaBackendImpl final : public CudaBackend {
   void release() noexcept;
   // The tensor is defined and lives on this backend's GPU.
   void require_here(const char* op, const char* name, const Tensor& t) const;
+  // rms_norm_rope's arguments (also each half of qk_norm_rope's).
+  void check_rms_norm_rope(const char* op, const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& cos,
+                           const Tensor& sin, float eps) const;
   void copy_host_to_device(const Tensor& dst, const Tensor& src);
   void copy_device_to_host(const Tensor& dst, const Tensor& src);
   // q, k, v, out of attention/attention_biased: bf16 [B, S, H, d] with matching sizes.

@@ -162,9 +162,8 @@ void CudaBackendImpl::gated_add_layer_norm_modulate(const Tensor& y, const Tenso
   cuda::launch_layer_norm_modulate(y, x, shift, scale, eps, stream_, delta, gate);
 }
 
-void CudaBackendImpl::rms_norm_rope(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& cos,
-                                    const Tensor& sin, float eps) {
-  const char* op = "rms_norm_rope";
+void CudaBackendImpl::check_rms_norm_rope(const char* op, const Tensor& y, const Tensor& x, const Tensor& weight,
+                                          const Tensor& cos, const Tensor& sin, float eps) const {
   for (auto [name, t] : {std::pair{"y", &y}, std::pair{"x", &x}, std::pair{"weight", &weight}}) {
     require_here(op, name, *t);
     require_dtype(op, name, *t, DType::kBF16);
@@ -185,9 +184,29 @@ void CudaBackendImpl::rms_norm_rope(const Tensor& y, const Tensor& x, const Tens
     PD_REQUIRE(d % 2 == 0, op, ": RoPE needs an even head dim, x is ", x.desc());
   }
   PD_REQUIRE(eps >= 0.0f, op, ": eps ", eps, " is negative");
+}
+
+void CudaBackendImpl::rms_norm_rope(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& cos,
+                                    const Tensor& sin, float eps) {
+  check_rms_norm_rope("rms_norm_rope", y, x, weight, cos, sin, eps);
   if (x.numel() == 0) return;
   cuda::DeviceGuard guard(index_);
   cuda::launch_rms_norm_rope(y, x, weight, cos, sin, eps, stream_);
+}
+
+void CudaBackendImpl::qk_norm_rope(const Tensor& q, const Tensor& k, const Tensor& q_weight, const Tensor& k_weight,
+                                   const Tensor& cos, const Tensor& sin, float eps) {
+  check_rms_norm_rope("qk_norm_rope (q)", q, q, q_weight, cos, sin, eps);
+  check_rms_norm_rope("qk_norm_rope (k)", k, k, k_weight, cos, sin, eps);
+  PD_REQUIRE(k.shape() == q.shape(), "qk_norm_rope: k ", k.desc(), " and q ", q.desc(), " differ in shape");
+  if (q.numel() == 0) return;
+  cuda::DeviceGuard guard(index_);
+  // One pass needs RoPE, distinct q and k, and a layout the kernel takes; otherwise a pass each.
+  if (cos.defined() && q.data() != k.data() &&
+      cuda::launch_qk_norm_rope(q, k, q_weight, k_weight, cos, sin, eps, stream_))
+    return;
+  cuda::launch_rms_norm_rope(q, q, q_weight, cos, sin, eps, stream_);
+  cuda::launch_rms_norm_rope(k, k, k_weight, cos, sin, eps, stream_);
 }
 
 void CudaBackendImpl::check_attention(const char* op, const Tensor& out, const Tensor& q, const Tensor& k,

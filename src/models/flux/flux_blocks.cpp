@@ -184,8 +184,7 @@ void qk_norm_rope(Backend& backend, const Workspace& ws, int64_t start, int64_t 
   const Tensor qkv = Workspace::rows(ws.qkv, start, length);
   const Tensor q = ws.head_chunk(qkv, 0), k = ws.head_chunk(qkv, 1);
   const Tensor cos = ws.cos.slice(0, start, length), sin = ws.sin.slice(0, start, length);
-  backend.rms_norm_rope(q, q, q_norm, cos, sin, kNormEps);
-  backend.rms_norm_rope(k, k, k_norm, cos, sin, kNormEps);
+  backend.qk_norm_rope(q, k, q_norm, k_norm, cos, sin, kNormEps);
 }
 
 // Joint attention over every row of the sequence, on this rank's heads, into columns [0, A) of cat: the local
