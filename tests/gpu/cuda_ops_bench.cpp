@@ -15,6 +15,9 @@
 #include <utility>
 #include <vector>
 
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
 #include "paradit/backend/backend.h"
 #include "paradit/backend/cuda_backend.h"
 #include "paradit/core/status.h"
@@ -286,6 +289,81 @@ void bench_blocks(Backend& b) {
               forward_ms, (19 * f_double + 38 * f_single) / (forward_ms * 1e-3) * 1e-12);
 }
 
+// The 2048² forward's GEMMs (rows, N, K, epilogue) and how often each runs: cuBLASLt's first heuristic choice
+// (what PARADIT_GEMM_AUTOTUNE=0 runs) against the fastest of its first kCandidates (what the backend's timed pick
+// looks for), timed round-robin so that the card's clock, which sags as it heats, weighs on all alike, straight
+// through cuBLASLt. Projects what the timed pick saves on a forward.
+void bench_gemm_candidates(Backend& b) {
+  struct Shape2048 {
+    const char* what;
+    int64_t rows, n, k;
+    bool gelu;
+    int per_forward;
+  };
+  const Shape2048 shapes[] = {{"single QKV", 16896, 9216, 3072, false, 38},
+                              {"single MLP-in", 16896, 12288, 3072, true, 38},
+                              {"single out", 16896, 3072, 15360, false, 38},
+                              {"double QKV", 16384, 9216, 3072, false, 19},
+                              {"double proj", 16384, 3072, 3072, false, 19},
+                              {"double MLP-in", 16384, 12288, 3072, true, 19},
+                              {"double MLP-out", 16384, 3072, 12288, false, 19}};
+  constexpr int kCandidates = 8, kRounds = 4, kIters = 8;
+  const auto stream = static_cast<cudaStream_t>(as_cuda_backend(b)->stream());
+  cublasLtHandle_t lt;
+  cublasLtCreate(&lt);
+  const size_t ws_bytes = size_t(32) << 20;
+  const Tensor ws = b.empty({int64_t(ws_bytes / 2)});
+  double first_total = 0, best_total = 0;
+  for (const Shape2048& sh : shapes) {
+    const Tensor x = random(b, {sh.rows, sh.k}, 80), w = random(b, {sh.n, sh.k}, 81, 0.02f);
+    const Tensor bias = random(b, {sh.n}, 82);
+    const Tensor y = b.empty({sh.rows, sh.n});
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    const int32_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
+    cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
+    const uint32_t epi = sh.gelu ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
+    cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi));
+    const void* bias_ptr = bias.data();
+    cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof(bias_ptr));
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, sh.k, sh.n, sh.k);
+    cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, sh.k, sh.rows, sh.k);
+    cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, sh.n, sh.rows, sh.n);
+    cublasLtMatmulPreference_t pref;
+    cublasLtMatmulPreferenceCreate(&pref);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes, sizeof(ws_bytes));
+    cublasLtMatmulHeuristicResult_t res[kCandidates];
+    int found = 0;
+    cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc, lc, pref, kCandidates, res, &found);
+    const float alpha = 1.0f, beta = 0.0f;
+    std::vector<double> best(size_t(found), 1e30);
+    for (int round = 0; round < kRounds; ++round)
+      for (int c = 0; c < found; ++c) {
+        const double us = time_us(b, [&] {
+          cublasLtMatmul(lt, desc, &alpha, w.data(), la, x.data(), lb, &beta, y.data(), lc, y.data(), lc, &res[c].algo,
+                         ws.data(), ws_bytes, stream);
+        });
+        best[size_t(c)] = std::min(best[size_t(c)], us);
+      }
+    const int winner = int(std::min_element(best.begin(), best.end()) - best.begin());
+    std::printf("%-16s rows %5ld N %5ld K %5ld: heuristic #0 %8.1f us, best #%d %8.1f us (%+.1f%%) of %d\n", sh.what,
+                long(sh.rows), long(sh.n), long(sh.k), best[0], winner, best[size_t(winner)],
+                100.0 * (best[size_t(winner)] / best[0] - 1.0), found);
+    first_total += sh.per_forward * best[0];
+    best_total += sh.per_forward * best[size_t(winner)];
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(la);
+    cublasLtMatrixLayoutDestroy(lb);
+    cublasLtMatrixLayoutDestroy(lc);
+    cublasLtMatmulDescDestroy(desc);
+  }
+  std::printf("2048^2 forward's image-row GEMMs: heuristic %.1f ms, timed pick %.1f ms\n", first_total * 1e-3,
+              best_total * 1e-3);
+  cublasLtDestroy(lt);
+}
+
 // Host cost of one call: tiny shapes, so the GPU finishes each kernel before the host has issued the next and
 // the time per call is the host's (validation, cache lookups, launch). It must stay well below the GPU time of
 // the real op for the stream never to run dry.
@@ -324,6 +402,7 @@ int run() {
     bench_memory_bound(*b);
     bench_blocks(*b);
     bench_host_overhead(*b);
+    bench_gemm_candidates(*b);
     CudaBackend* cuda = as_cuda_backend(*b);
     std::printf("peak device memory through the allocator: %.1f MiB\n", double(cuda->peak_bytes()) / (1 << 20));
   }

@@ -90,7 +90,7 @@ CudaBackendImpl::CudaBackendImpl(int index) : index_(index) {
   try {
     PD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     alloc_ = std::make_unique<CachingAllocator>(std::make_unique<cuda::DeviceRawAllocator>(index_));
-    matmul_ = std::make_unique<cuda::LtMatmul>(*alloc_, cuda::kMatmulWorkspace);
+    matmul_ = std::make_unique<cuda::LtMatmul>(*alloc_, cuda::kMatmulWorkspace, !env_is("PARADIT_GEMM_AUTOTUNE", "0"));
   } catch (...) {
     release();
     throw;

@@ -2,12 +2,12 @@
 
 namespace paradit::cuda {
 
-std::optional<LtAlgo> lt_first_algo(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
-                                    cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, uint32_t align_a,
-                                    uint32_t align_b, uint32_t align_c, uint64_t max_workspace) {
+std::vector<LtAlgo> lt_algos(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
+                             cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, uint32_t align_a, uint32_t align_b,
+                             uint32_t align_c, uint64_t max_workspace) {
   cublasLtMatmulPreference_t pref = nullptr;
   PD_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  cublasLtMatmulHeuristicResult_t results[8] = {};
+  cublasLtMatmulHeuristicResult_t results[kLtCandidates] = {};
   int returned = 0;
   cublasStatus_t st =
       cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &max_workspace,
@@ -19,15 +19,16 @@ std::optional<LtAlgo> lt_first_algo(cublasLtHandle_t handle, cublasLtMatmulDesc_
     if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulPreferenceSetAttribute(pref, attr, value, sizeof(uint32_t));
   }
   if (st == CUBLAS_STATUS_SUCCESS)
-    st = cublasLtMatmulAlgoGetHeuristic(handle, desc, a, b, c, c, pref, 8, results, &returned);
+    st = cublasLtMatmulAlgoGetHeuristic(handle, desc, a, b, c, c, pref, kLtCandidates, results, &returned);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED)
     throw_cublas(st, "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
+  std::vector<LtAlgo> usable;
   for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < returned; ++i) {
     if (results[i].state == CUBLAS_STATUS_SUCCESS && results[i].workspaceSize <= max_workspace)
-      return LtAlgo{results[i].algo, results[i].workspaceSize};
+      usable.push_back(LtAlgo{results[i].algo, results[i].workspaceSize});
   }
-  return std::nullopt;
+  return usable;
 }
 
 }  // namespace paradit::cuda

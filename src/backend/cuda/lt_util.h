@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "backend/cuda/cuda_check.h"
 
@@ -36,11 +37,22 @@ struct LtAlgo {
   size_t workspace = 0;
 };
 
-// The heuristic's first algorithm for desc over layouts a, b and c (c is also the output layout) that succeeds
-// within max_workspace bytes, given the operands' pointer alignments (bytes); nullopt when cuBLASLt has none.
-// Throws on any other cuBLASLt failure.
-std::optional<LtAlgo> lt_first_algo(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
-                                    cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, uint32_t align_a,
-                                    uint32_t align_b, uint32_t align_c, uint64_t max_workspace);
+// The heuristic's algorithms for desc over layouts a, b and c (c is also the output layout) that run within
+// max_workspace bytes, given the operands' pointer alignments (bytes): best guess first, at most kLtCandidates;
+// empty when cuBLASLt has none. Throws on any other cuBLASLt failure.
+inline constexpr int kLtCandidates = 8;
+std::vector<LtAlgo> lt_algos(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
+                             cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, uint32_t align_a, uint32_t align_b,
+                             uint32_t align_c, uint64_t max_workspace);
+
+// The first of them; nullopt when there is none.
+inline std::optional<LtAlgo> lt_first_algo(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
+                                           cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                                           cublasLtMatrixLayout_t c, uint32_t align_a, uint32_t align_b,
+                                           uint32_t align_c, uint64_t max_workspace) {
+  const std::vector<LtAlgo> all = lt_algos(handle, desc, a, b, c, align_a, align_b, align_c, max_workspace);
+  if (all.empty()) return std::nullopt;
+  return all.front();
+}
 
 }  // namespace paradit::cuda

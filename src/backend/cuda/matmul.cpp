@@ -1,7 +1,10 @@
 #include "backend/cuda/matmul.h"
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
+#include <limits>
+#include <vector>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/lt_util.h"
@@ -13,7 +16,9 @@ struct LtMatmul::Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  std::vector<LtAlgo> candidates;  // the heuristic's, best guess first
   bool supported = false;
+  bool tuned = false;  // algo chosen for good (timed, or nothing to time)
 
   Plan() = default;
   Plan(const Plan&) = delete;
@@ -50,7 +55,8 @@ size_t LtMatmul::KeyHash::operator()(const Key& k) const {
   return h;
 }
 
-LtMatmul::LtMatmul(Allocator& alloc, size_t workspace_bytes) : alloc_(alloc), workspace_bytes_(workspace_bytes) {
+LtMatmul::LtMatmul(Allocator& alloc, size_t workspace_bytes, bool autotune)
+    : alloc_(alloc), workspace_bytes_(workspace_bytes), autotune_(autotune) {
   PD_CUBLAS_CHECK(cublasLtCreate(&handle_));
   try {
     workspace_ = alloc_.allocate(workspace_bytes_);
@@ -114,14 +120,71 @@ LtMatmul::Plan* LtMatmul::plan_for(const Key& key, const void* bias) {
     }
   }
 
-  if (const auto choice = lt_first_algo(handle_, plan->desc, plan->a, plan->b, plan->c, key.align_w, key.align_x,
-                                        key.align_y, workspace_bytes_)) {
-    plan->algo = choice->algo;
+  plan->candidates =
+      lt_algos(handle_, plan->desc, plan->a, plan->b, plan->c, key.align_w, key.align_x, key.align_y, workspace_bytes_);
+  if (!plan->candidates.empty()) {
+    plan->algo = plan->candidates.front().algo;
     plan->supported = true;
+    plan->tuned = !autotune_ || plan->candidates.size() == 1;
   }
   Plan* raw = plan.get();
   cache_.emplace(key, std::move(plan));
   return raw->supported ? raw : nullptr;
+}
+
+namespace {
+
+// Two timing events, destroyed however the timing ends.
+struct EventPair {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  EventPair() {
+    PD_CUDA_CHECK(cudaEventCreate(&start));
+    if (cudaEventCreate(&stop) != cudaSuccess) {
+      cudaEventDestroy(start);
+      PD_THROW(kInternal, "cudaEventCreate failed while timing GEMM algorithms");
+    }
+  }
+  ~EventPair() {
+    cudaEventDestroy(stop);
+    cudaEventDestroy(start);
+  }
+  EventPair(const EventPair&) = delete;
+  EventPair& operator=(const EventPair&) = delete;
+};
+
+// Rounds over the candidates (the best of each candidate's rounds counts, so a clock that sags as the card heats
+// weighs on all alike) and timed calls a round, after one untimed call.
+constexpr int kTuneRounds = 2, kTuneCalls = 3;
+
+}  // namespace
+
+void LtMatmul::tune(Plan& plan, void* y, const void* x, const void* w, cudaStream_t stream) {
+  plan.tuned = true;
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  PD_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  if (capture != cudaStreamCaptureStatusNone) return;
+  EventPair ev;
+  const float alpha = 1.0f, beta = 0.0f;
+  const auto run = [&](const cublasLtMatmulAlgo_t& algo) {
+    return cublasLtMatmul(handle_, plan.desc, &alpha, w, plan.a, x, plan.b, &beta, y, plan.c, y, plan.c, &algo,
+                          workspace_, workspace_bytes_, stream);
+  };
+  std::vector<float> best(plan.candidates.size(), std::numeric_limits<float>::infinity());
+  for (int round = 0; round < kTuneRounds; ++round) {
+    for (size_t i = 0; i < plan.candidates.size(); ++i) {
+      const cublasLtMatmulAlgo_t& algo = plan.candidates[i].algo;
+      if (run(algo) != CUBLAS_STATUS_SUCCESS) continue;  // a candidate that does not run is not chosen
+      PD_CUDA_CHECK(cudaEventRecord(ev.start, stream));
+      for (int c = 0; c < kTuneCalls; ++c) PD_CUBLAS_CHECK(run(algo));
+      PD_CUDA_CHECK(cudaEventRecord(ev.stop, stream));
+      PD_CUDA_CHECK(cudaEventSynchronize(ev.stop));
+      float ms = 0.0f;
+      PD_CUDA_CHECK(cudaEventElapsedTime(&ms, ev.start, ev.stop));
+      best[i] = std::min(best[i], ms);
+    }
+  }
+  const size_t pick = size_t(std::min_element(best.begin(), best.end()) - best.begin());
+  if (std::isfinite(best[pick])) plan.algo = plan.candidates[pick].algo;
 }
 
 void LtMatmul::linear(const GemmProblem& p, void* y, const void* x, const void* w, const void* bias, Epilogue ep,
@@ -134,6 +197,7 @@ void LtMatmul::linear(const GemmProblem& p, void* y, const void* x, const void* 
              p.batch_stride_y, "), epilogue ", epilogue_name(ep), bias ? " + bias" : "", ", alignments x/w/y ",
              key.align_x, "/", key.align_w, "/", key.align_y, " bytes");
   if (bias) set_desc(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias, "BIAS_POINTER");
+  if (!plan->tuned && !accumulate) tune(*plan, y, x, w, stream);
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   PD_CUBLAS_CHECK(cublasLtMatmul(handle_, plan->desc, &alpha, w, plan->a, x, plan->b, &beta, y, plan->c, y, plan->c,
                                  &plan->algo, workspace_, workspace_bytes_, stream));

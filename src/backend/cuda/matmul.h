@@ -4,11 +4,15 @@
 // column-major matrix, ld K) and B = x (K×M, ld = x's row stride): the "TN" layout that Hopper's fastest kernels
 // take. The bias is a per-row vector of D, which is what CUBLASLT_EPILOGUE_BIAS adds.
 //
-// Descriptors, layouts and the heuristic's algorithm are built on the first call for a shape (dimensions,
-// leading dimensions, batch strides, epilogue, pointer alignments) and reused afterwards, so a steady-state
-// call costs a hash lookup, one attribute write (the bias pointer) and cublasLtMatmul. The heuristic's first
-// answer is taken: timing all eight of its candidates on the FLUX shapes (H100) found none more than 2% faster,
-// which would not pay for autotuning (nor for its synchronisations, which CUDA-graph capture forbids).
+// Descriptors, layouts and the algorithm are chosen on the first call for a shape (dimensions, leading
+// dimensions, batch strides, epilogue, pointer alignments) and reused afterwards, so a steady-state call costs a
+// hash lookup, one attribute write (the bias pointer) and cublasLtMatmul. The algorithm is picked by timing the
+// heuristic's candidates on that first call's operands: at 2048² (H200) its first answer was up to 11% slower than
+// the fastest for the GELU GEMMs, 5% over a forward's image-row GEMMs (bench/RESULTS.md). The timing synchronises
+// the stream once per shape; it is skipped while a stream is captured into a CUDA graph, for a first call that
+// accumulates into y (its value would be lost), and with PARADIT_GEMM_AUTOTUNE=0, which keeps the heuristic's first
+// answer: the same algorithm in every process, so the same bits run to run (the timed pick can differ between
+// runs whose candidates time alike).
 //
 // The epilogue GELU of cuBLASLt is the tanh approximation (as PyTorch relies on for gelu(approximate="tanh"));
 // at bf16 output it is indistinguishable from the erf form anyway.
@@ -36,8 +40,8 @@ struct GemmProblem {
 
 class LtMatmul {
  public:
-  // workspace_bytes of scratch are taken from `alloc` once and kept.
-  LtMatmul(Allocator& alloc, size_t workspace_bytes);
+  // workspace_bytes of scratch are taken from `alloc` once and kept. autotune: pick algorithms by timing (above).
+  LtMatmul(Allocator& alloc, size_t workspace_bytes, bool autotune);
   ~LtMatmul();
   LtMatmul(const LtMatmul&) = delete;
   LtMatmul& operator=(const LtMatmul&) = delete;
@@ -63,6 +67,8 @@ class LtMatmul {
 
   // The cached plan for key, built on first use (heuristic query included); null when cuBLASLt has none.
   Plan* plan_for(const Key& key, const void* bias);
+  // Times each candidate of plan on these operands (y is overwritten) and keeps the fastest.
+  void tune(Plan& plan, void* y, const void* x, const void* w, cudaStream_t stream);
   Key make_key(const GemmProblem& p, Epilogue ep, const void* y, const void* x, const void* w,
                const void* bias) const;
 
@@ -70,6 +76,7 @@ class LtMatmul {
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
+  bool autotune_;
   std::unordered_map<Key, std::unique_ptr<Plan>, KeyHash> cache_;
 };
 
