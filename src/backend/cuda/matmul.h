@@ -9,10 +9,11 @@
 // hash lookup, one attribute write (the bias pointer) and cublasLtMatmul. The algorithm is picked by timing the
 // heuristic's candidates on that first call's operands: at 2048² (H200) its first answer was up to 11% slower than
 // the fastest for the GELU GEMMs, 5% over a forward's image-row GEMMs (bench/RESULTS.md). The timing synchronises
-// the stream once per shape; it is skipped while a stream is captured into a CUDA graph, for a first call that
-// accumulates into y (its value would be lost), and with PARADIT_GEMM_AUTOTUNE=0, which keeps the heuristic's first
-// answer: the same algorithm in every process, so the same bits run to run (the timed pick can differ between
-// runs whose candidates time alike).
+// the stream once per shape. It is skipped while a stream is captured into a CUDA graph and with
+// PARADIT_GEMM_AUTOTUNE=0; a call that accumulates into y (whose value the timing would overwrite) leaves it to the
+// shape's first call that does not. PARADIT_GEMM_AUTOTUNE=0 keeps the heuristic's first answer: the same
+// algorithm in every process, so the same bits run to run (the timed pick can differ between runs whose
+// candidates time alike).
 //
 // The epilogue GELU of cuBLASLt is the tanh approximation (as PyTorch relies on for gelu(approximate="tanh"));
 // at bf16 output it is indistinguishable from the erf form anyway.
